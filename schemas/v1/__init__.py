@@ -1,0 +1,1 @@
+"""Version 1 of the tierstream contracts (SPEC §2 and §5)."""

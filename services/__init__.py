@@ -1,0 +1,1 @@
+"""The three tierstream services and the small, domain-free kit they share."""

@@ -1,0 +1,64 @@
+"""`tierstream`: the operator's command line."""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from services.ingest.auth import new_key
+from services.kafka_io.topics import ensure_topics, tierstream_topics
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    secret, entry = new_key(args.name, args.source)
+    print(f"API key (shown once, give it to {args.name}): {secret}")
+    print("Add this entry to the JSON list in TIERSTREAM_INGEST_API_KEYS:")
+    print(json.dumps(entry.model_dump(mode="json")))
+    return 0
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    specs = tierstream_topics(args.prefix, args.partitions, args.partitions)
+    created = asyncio.run(ensure_topics(args.bootstrap, specs, args.replication_factor))
+    for spec in specs:
+        print(f"{spec.name}: {'created' if spec.name in created else 'exists'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="tierstream", description=__doc__)
+    groups = root.add_subparsers(required=True, metavar="COMMAND")
+
+    keys = groups.add_parser("keys", help="ingest API keys").add_subparsers(required=True)
+    new = keys.add_parser("new", help="make a key for a source system")
+    new.add_argument("--name", required=True, help="who the key is for, e.g. erp")
+    new.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        help="a CloudEvents source it may write; a trailing * is a prefix",
+    )
+    new.set_defaults(run=_keys_new)
+
+    topic = groups.add_parser("topics", help="Kafka topics").add_subparsers(required=True)
+    create = topic.add_parser("create", help="create the four topics if missing")
+    create.add_argument(
+        "--bootstrap",
+        default=os.environ.get("TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+    )
+    create.add_argument("--prefix", default=os.environ.get("TIERSTREAM_TOPIC_PREFIX", ""))
+    create.add_argument("--partitions", type=int, default=12)
+    create.add_argument("--replication-factor", type=int, default=1)
+    create.set_defaults(run=_topics_create)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

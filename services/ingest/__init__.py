@@ -1,0 +1,1 @@
+"""ingest: authenticates the source, validates, publishes to Kafka, answers after the acks."""

@@ -1,0 +1,39 @@
+"""Puts accepted events on `tierstream.customer-events.v1` in CloudEvents binary mode."""
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from schemas.v1.binding import Event, encode_event
+from services.kafka_io.producer import Record, send_all
+
+
+class EventPublisher:
+    def __init__(self, producer: AIOKafkaProducer, topic: str, timeout_s: float) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._timeout_s = timeout_s
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Returns once every event is acknowledged (acks=all); raises BrokerUnavailable."""
+        records = [Record(*_key_headers_value(event)) for event in events]
+        await send_all(self._producer, self._topic, records, self._timeout_s)
+
+    async def problem(self) -> str | None:
+        """None when the broker answers a metadata request, otherwise why not."""
+        try:
+            async with asyncio.timeout(2.0):
+                metadata = await self._producer.client.fetch_all_metadata()
+        except TimeoutError:
+            return "Kafka did not answer a metadata request within 2 s"
+        if not metadata.brokers():
+            return "Kafka answered with no brokers"
+        if self._topic not in metadata.topics():
+            return f"topic {self._topic} does not exist"
+        return None
+
+
+def _key_headers_value(event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    key, headers, value = encode_event(event)
+    return key, value, headers

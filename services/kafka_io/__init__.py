@@ -1,0 +1,1 @@
+"""Domain-free Kafka plumbing: a safely configured producer, topics."""

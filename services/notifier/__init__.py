@@ -1,0 +1,1 @@
+"""notifier: not built yet; it serves only its health and metrics endpoints."""

@@ -1,0 +1,1 @@
+"""scorer: not built yet; it serves only its health and metrics endpoints."""

@@ -1,0 +1,45 @@
+"""An independent consumer that reads back what the services wrote."""
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Message:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    partition: int
+
+
+async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0,
+                   settle_s: float = 0.5) -> list[Message]:
+    """Every record of the topic from the beginning: at least `expected`, then `settle_s` more
+    to catch extras. Raises TimeoutError when fewer than `expected` arrive in time."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public API
+        partitions = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or []]
+        if not partitions:
+            raise LookupError(f"topic {topic} does not exist")
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[Message] = []
+        async with asyncio.timeout(timeout_s):
+            while len(found) < expected:
+                found += _messages(await consumer.getmany(timeout_ms=200))
+        found += _messages(await consumer.getmany(timeout_ms=int(settle_s * 1000)))
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _messages(batches: dict[TopicPartition, list]) -> list[Message]:  # type: ignore[type-arg]
+    return [
+        Message(record.key, record.value, dict(record.headers), tp.partition)
+        for tp, records in batches.items() for record in records
+    ]
