@@ -9,9 +9,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -222,10 +224,18 @@ class KafkaBroker:
         return text
 
 
+T = TypeVar("T")
+
+
+def run_isolated(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine to the end on an event loop of its own, whatever the caller runs."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def probe(bootstrap: str, timeout: float) -> str | None:
     """The cluster id a broker answers with over the Kafka protocol, or None."""
-    with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever the caller runs
-        return pool.submit(asyncio.run, _probe(bootstrap, limit_s=timeout)).result()
+    return run_isolated(_probe(bootstrap, limit_s=timeout))
 
 
 async def _probe(bootstrap: str, limit_s: float) -> str | None:

@@ -121,6 +121,7 @@ class PostgresServer:
             check=False,
             user=user,
             cwd="/",
+            start_new_session=True,  # Ctrl-C is for the supervisor, which stops us in order
         )
         if result.returncode != 0:
             log = self.data / "postgres.log"

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
+from devstack.kafka import run_isolated
 from services.kafka_io.topics import ensure_topics, tierstream_topics
 from tests import stack
 
@@ -28,3 +29,22 @@ async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
     prefix = f"test-{uuid.uuid4().hex[:12]}."
     await ensure_topics(kafka_bootstrap, tierstream_topics(prefix, 3, 3))
     yield prefix
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> str:
+    """A fresh, empty database for this test alone, on the session's server."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    run_isolated(_create_database(postgres_url, name))
+    return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _create_database(url: str, name: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    await engine.dispose()

@@ -32,17 +32,25 @@ class IngestUnderTest:
         return {"authorization": f"Bearer {key or self.erp_key}"}
 
     async def post(self, body: Any, batch: bool = False, key: str | None = None) -> httpx.Response:
-        return await self.client.post("/v1/events:batch" if batch else "/v1/events", json=body,
-                                      headers={**(BATCH if batch else SINGLE), **self.auth(key)})
+        return await self.client.post(
+            "/v1/events:batch" if batch else "/v1/events",
+            json=body,
+            headers={**(BATCH if batch else SINGLE), **self.auth(key)},
+        )
 
 
 @asynccontextmanager
-async def running_ingest(bootstrap: str, topic_prefix: str,
-                         **overrides: Any) -> AsyncIterator[IngestUnderTest]:
+async def running_ingest(
+    bootstrap: str, topic_prefix: str, **overrides: Any
+) -> AsyncIterator[IngestUnderTest]:
     erp_key, erp = new_key("erp", ["erp/*"])
     shop_key, shop = new_key("shop", ["shop/web"])
-    settings = IngestSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=topic_prefix,
-                              api_keys=(erp, shop), **overrides)
+    settings = IngestSettings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=topic_prefix,
+        api_keys=(erp, shop),
+        **overrides,
+    )
     topic = topic_prefix + topics.CUSTOMER_EVENTS
     producer = safe_producer(bootstrap, "test-ingest", request_timeout_s=5)
     await producer.start()

@@ -14,15 +14,17 @@ class Message:
     partition: int
 
 
-async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0,
-                   settle_s: float = 0.5) -> list[Message]:
+async def read_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 20.0, settle_s: float = 0.5
+) -> list[Message]:
     """Every record of the topic from the beginning: at least `expected`, then `settle_s` more
     to catch extras. Raises TimeoutError when fewer than `expected` arrive in time."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - no public API
+        cluster = await consumer._client.fetch_all_metadata()
         partitions = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or []]
         if not partitions:
             raise LookupError(f"topic {topic} does not exist")
@@ -41,5 +43,6 @@ async def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float =
 def _messages(batches: dict[TopicPartition, list]) -> list[Message]:  # type: ignore[type-arg]
     return [
         Message(record.key, record.value, dict(record.headers), tp.partition)
-        for tp, records in batches.items() for record in records
+        for tp, records in batches.items()
+        for record in records
     ]

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$")
+# Greater than zero, at most two decimals, no leading zeros: "0.01" .. "999999999999999.99"
+_AMOUNT = re.compile(r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$")
 _SIGNED_AMOUNT = re.compile(r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,2})?$")
 AMOUNT_PATTERN = _AMOUNT.pattern
 SIGNED_AMOUNT_PATTERN = _SIGNED_AMOUNT.pattern
@@ -21,11 +22,10 @@ def _positive_amount(value: Any) -> Decimal:
     if not _AMOUNT.match(value):
         if re.match(r"^[0-9]+\.[0-9]{3,}$", value):
             raise ValueError(f'"{value}" has more than 2 decimals')
+        if re.match(r"^-?0*(\.0*)?$", value) or value.startswith("-"):
+            raise ValueError("must be greater than 0")
         raise ValueError(f'"{value}" is not a decimal amount such as "1299.00"')
-    amount = Decimal(value)
-    if amount <= 0:
-        raise ValueError("must be greater than 0")
-    return amount
+    return Decimal(value)
 
 
 def _signed_amount(value: Any) -> Decimal:

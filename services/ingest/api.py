@@ -214,7 +214,8 @@ def create_app(
         return await ingest.accept(request, batch=True)
 
     app.include_router(health_router(registry, {"kafka": publisher.problem}))
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    currencies = [settings.base_currency, *sorted(settings.exchange_rates)]
+    app.openapi = lambda: _openapi(app, currencies)  # type: ignore[method-assign]
     return app
 
 
@@ -228,7 +229,7 @@ def _body(content_type: str, batch: bool, limit: int = 1) -> dict[str, Any]:
     }
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, currencies: list[str]) -> dict[str, Any]:
     if app.openapi_schema is None:
         spec = get_openapi(
             title=app.title, version=app.version, routes=app.routes, description=app.description
@@ -238,6 +239,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = components.setdefault("schemas", {})
         schemas.update(event_schema.pop("$defs", {}))
         schemas["CustomerEventV1"] = event_schema
+        currency = schemas["TransactionData"]["properties"]["currency"]
+        currency["enum"] = currencies  # what this instance is configured to accept
         components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         app.openapi_schema = spec
     return app.openapi_schema

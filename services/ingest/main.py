@@ -26,7 +26,7 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def build(settings: IngestSettings) -> FastAPI:
+async def serve(settings: IngestSettings) -> None:
     producer = safe_producer(
         settings.kafka_bootstrap_servers,
         "tierstream-ingest",
@@ -40,14 +40,27 @@ def build(settings: IngestSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_producer(producer, settings.startup_timeout_seconds)
         log.info(
-            "ingest_started", kafka=settings.kafka_bootstrap_servers, keys=len(settings.api_keys)
+            "ingest_started",
+            kafka=settings.kafka_bootstrap_servers,
+            keys=len(settings.api_keys),
+            port=settings.port,
         )
         try:
             yield
         finally:
             await producer.stop()
+            log.info("ingest_stopped")
 
-    return create_app(settings, publisher, CollectorRegistry(), wall_clock, lifespan)
+    app = create_app(settings, publisher, CollectorRegistry(), wall_clock, lifespan)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    await uvicorn.Server(config).serve()
 
 
 async def start_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
@@ -68,14 +81,7 @@ def main() -> None:
     configure_logging(settings.log_level, "ingest")
     if not settings.api_keys:
         log.warning("no_api_keys", hint="every request will get 401; see `tierstream keys new`")
-    uvicorn.run(
-        build(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

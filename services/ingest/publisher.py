@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from schemas.v1.binding import Event, encode_event
 from services.kafka_io.producer import Record, send_all
@@ -27,6 +28,8 @@ class EventPublisher:
                 metadata = await self._producer.client.fetch_all_metadata()
         except TimeoutError:
             return "Kafka did not answer a metadata request within 2 s"
+        except KafkaError as error:
+            return f"Kafka is not reachable: {error}"
         if not metadata.brokers():
             return "Kafka answered with no brokers"
         if self._topic not in metadata.topics():

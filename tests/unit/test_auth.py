@@ -27,30 +27,43 @@ def test_bearer_header_finds_its_key(keys: tuple[tuple[str, ApiKey], ...]) -> No
     assert authenticate(configured, f"bearer {shop_secret}") == shop
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwdw==",
-                                    "Bearer tsk_wrong", "tsk_x"])
-def test_anything_else_is_no_key(keys: tuple[tuple[str, ApiKey], ...],
-                                 header: str | None) -> None:
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwdw==", "Bearer tsk_wrong", "tsk_x"]
+)
+def test_anything_else_is_no_key(keys: tuple[tuple[str, ApiKey], ...], header: str | None) -> None:
     assert authenticate([entry for _, entry in keys], header) is None
 
 
 def test_comparison_is_constant_time() -> None:
     source = inspect.getsource(auth.authenticate)
     assert "hmac.compare_digest" in source
-    assert "break" not in source and "return key" not in source
+    assert "break" not in source
+    assert "return key" not in source
 
 
-@pytest.mark.parametrize(("source", "allowed"), [
-    ("shop/web", True), ("shop/app", True), ("shop/web2", False), ("shop", False),
-])
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        ("shop/web", True),
+        ("shop/app", True),
+        ("shop/web2", False),
+        ("shop", False),
+    ],
+)
 def test_exact_sources(source: str, allowed: bool) -> None:
     _, key = new_key("shop", ["shop/web", "shop/app"])
     assert key.may_write(source) is allowed
 
 
-@pytest.mark.parametrize(("source", "allowed"), [
-    ("erp/sap-prod", True), ("erp/", True), ("erp", False), ("crm/erp/x", False),
-])
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        ("erp/sap-prod", True),
+        ("erp/", True),
+        ("erp", False),
+        ("crm/erp/x", False),
+    ],
+)
 def test_prefix_sources(source: str, allowed: bool) -> None:
     _, key = new_key("erp", ["erp/*"])
     assert key.may_write(source) is allowed

@@ -22,8 +22,12 @@ from services.ingest.validation import (
 from tests.events import changed, customer, interaction, transaction
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-RULES = Rules(base_currency="CNY", rated_currencies=frozenset({"USD"}),
-              max_future_skew=timedelta(minutes=5), max_batch_events=1000)
+RULES = Rules(
+    base_currency="CNY",
+    rated_currencies=frozenset({"USD"}),
+    max_future_skew=timedelta(minutes=5),
+    max_batch_events=1000,
+)
 
 
 def errors_of(event: dict[str, Any]) -> list[EventError]:
@@ -57,20 +61,25 @@ class TestValidEvents:
         assert len(verdict.events) == 2
 
     def test_extension_attributes_are_kept(self) -> None:
-        verdict = validate_single(orjson.dumps({**transaction(), "traceparent": "00-ab"}),
-                                  RULES, NOW)
+        verdict = validate_single(
+            orjson.dumps({**transaction(), "traceparent": "00-ab"}), RULES, NOW
+        )
         assert verdict.events[0].extensions == {"traceparent": "00-ab"}
 
 
 class TestMoney:
     def test_three_decimals(self) -> None:
         assert only_error(transaction(amount="12.345")) == (
-            "data.amount", '"12.345" has more than 2 decimals')
+            "data.amount",
+            '"12.345" has more than 2 decimals',
+        )
 
     def test_float(self) -> None:
         field, message = only_error(changed(transaction(), "data.amount", 12.5))
-        assert (field, message) == ("data.amount",
-                                    'must be a decimal string such as "1299.00", not a JSON float')
+        assert (field, message) == (
+            "data.amount",
+            'must be a decimal string such as "1299.00", not a JSON float',
+        )
 
     def test_integer_number(self) -> None:
         assert only_error(changed(transaction(), "data.amount", 12))[0] == "data.amount"
@@ -82,7 +91,8 @@ class TestMoney:
     def test_other_currency_without_rate(self) -> None:
         assert only_error(changed(transaction(), "data.currency", "EUR")) == (
             "data.currency",
-            "EUR is not the base currency CNY and no exchange rate is configured for it")
+            "EUR is not the base currency CNY and no exchange rate is configured for it",
+        )
 
     def test_currency_not_iso(self) -> None:
         assert only_error(changed(transaction(), "data.currency", "yuan"))[0] == "data.currency"
@@ -91,8 +101,10 @@ class TestMoney:
 class TestEnvelope:
     def test_unknown_type(self) -> None:
         assert only_error(changed(transaction(), "type", "tierstream.refund")) == (
-            "type", "unknown event type 'tierstream.refund': expected one of "
-            "tierstream.transaction, tierstream.interaction, tierstream.customer")
+            "type",
+            "unknown event type 'tierstream.refund': expected one of "
+            "tierstream.transaction, tierstream.interaction, tierstream.customer",
+        )
 
     def test_missing_type(self) -> None:
         assert only_error(changed(transaction(), "type", ...))[0] == "type"
@@ -102,8 +114,10 @@ class TestEnvelope:
         assert field == "time"
         assert "UTC offset" in message
 
-    @pytest.mark.parametrize("time", [1795419600, "2026-11-20", "yesterday",
-                                      "2026-11-20T10:00+08:00", "2026-13-20T10:00:00Z"])
+    @pytest.mark.parametrize(
+        "time",
+        [1795419600, "2026-11-20", "yesterday", "2026-11-20T10:00+08:00", "2026-13-20T10:00:00Z"],
+    )
     def test_not_rfc3339(self, time: object) -> None:
         assert only_error(changed(transaction(), "time", time))[0] == "time"
 
@@ -150,23 +164,33 @@ class TestEnvelope:
 
 class TestBatch:
     def test_every_bad_event_is_listed_with_its_index(self) -> None:
-        batch = [transaction(), transaction(amount="1.001"), interaction(),
-                 changed(customer(), "data.owner_id", ...), transaction(time="2026-11-20")]
+        batch = [
+            transaction(),
+            transaction(amount="1.001"),
+            interaction(),
+            changed(customer(), "data.owner_id", ...),
+            transaction(time="2026-11-20"),
+        ]
         verdict = validate_batch(orjson.dumps(batch), RULES, NOW)
         assert [(e.index, e.field) for e in verdict.errors] == [
-            (1, "data.amount"), (3, "data.owner_id"), (4, "time")]
+            (1, "data.amount"),
+            (3, "data.owner_id"),
+            (4, "time"),
+        ]
 
     def test_rule_errors_carry_batch_indexes(self) -> None:
         batch = [transaction(), changed(transaction(), "data.currency", "EUR")]
-        assert [(e.index, e.field) for e in validate_batch(orjson.dumps(batch), RULES,
-                                                           NOW).errors] == [(1, "data.currency")]
+        assert [
+            (e.index, e.field) for e in validate_batch(orjson.dumps(batch), RULES, NOW).errors
+        ] == [(1, "data.currency")]
 
     def test_conflicting_duplicate(self) -> None:
         first = transaction(event_id="SO-9")
         second = transaction(event_id="SO-9", amount="5.00")
         errors = validate_batch(orjson.dumps([first, interaction(), second]), RULES, NOW).errors
         assert [(e.index, e.field, e.message) for e in errors] == [
-            (2, "id", "same source and id as event 0 but a different content")]
+            (2, "id", "same source and id as event 0 but a different content")
+        ]
 
     def test_too_many_events(self) -> None:
         rules = Rules("CNY", frozenset(), timedelta(0), max_batch_events=2)
@@ -181,7 +205,8 @@ class TestBatch:
     def test_not_an_array(self) -> None:
         verdict = validate_batch(orjson.dumps(transaction()), RULES, NOW)
         assert [(e.index, e.message) for e in verdict.errors] == [
-            (None, "a batch must be a JSON array of events")]
+            (None, "a batch must be a JSON array of events")
+        ]
 
     @pytest.mark.parametrize("body", [b"", b"[", b"{'a': 1}", b"\xff\xfe"])
     def test_not_json(self, body: bytes) -> None:
@@ -194,8 +219,9 @@ class TestBatch:
 
 class TestSources:
     def test_forbidden_sources_are_listed(self) -> None:
-        events = validate_batch(orjson.dumps([transaction(source="erp/a"),
-                                              transaction(source="shop/b")]), RULES, NOW).events
+        events = validate_batch(
+            orjson.dumps([transaction(source="erp/a"), transaction(source="shop/b")]), RULES, NOW
+        ).events
         errors = forbidden_sources(events, lambda source: source.startswith("erp/"), batch=True)
         assert [(e.index, e.field) for e in errors] == [(1, "source")]
 
@@ -207,9 +233,23 @@ json_values = st.recursive(
 )
 
 
-@given(field=st.sampled_from(["id", "source", "type", "subject", "time", "data",
-                              "data.kind", "data.amount", "data.currency", "data.order_id"]),
-       value=json_values)
+@given(
+    field=st.sampled_from(
+        [
+            "id",
+            "source",
+            "type",
+            "subject",
+            "time",
+            "data",
+            "data.kind",
+            "data.amount",
+            "data.currency",
+            "data.order_id",
+        ]
+    ),
+    value=json_values,
+)
 def test_any_change_is_either_valid_or_a_listed_error(field: str, value: Any) -> None:
     """The validator never crashes, and never lets an event through with an error."""
     body = json.dumps([transaction(), changed(transaction(), field, value)]).encode()
