@@ -1,0 +1,1 @@
+"""`make bench`: performance figures beside the raw baselines they are compared to."""

@@ -164,16 +164,17 @@ class Stack:
         }
         if name == "ingest":
             env["TIERSTREAM_INGEST_API_KEYS"] = keys
-        log = (self.config.state / "logs" / f"{name}.log").open("ab")
-        self.services[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}.main"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        log = self.config.state / "logs" / f"{name}.log"
+        with log.open("ab") as out:
+            self.services[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}.main"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         self._record_children()
-        _wait_healthy(name, f"http://127.0.0.1:{port}", self.services[name], log.name)
+        _wait_healthy(name, f"http://127.0.0.1:{port}", self.services[name], str(log))
 
 
 def _wait_healthy(name: str, url: str, process: subprocess.Popen[bytes], log: str) -> None:

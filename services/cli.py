@@ -26,6 +26,14 @@ def _topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_migrate(args: argparse.Namespace) -> int:
+    from devstack import migrate  # noqa: PLC0415 - alembic only for this command
+
+    migrate.upgrade(args.url, args.revision)
+    print(f"database at revision {args.revision}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tierstream", description=__doc__)
     groups = root.add_subparsers(required=True, metavar="COMMAND")
@@ -51,6 +59,17 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--partitions", type=int, default=12)
     create.add_argument("--replication-factor", type=int, default=1)
     create.set_defaults(run=_topics_create)
+
+    database = groups.add_parser("db", help="the database").add_subparsers(required=True)
+    migrate = database.add_parser("migrate", help="apply the migrations (idempotent)")
+    migrate.add_argument(
+        "--url",
+        default=os.environ.get(
+            "TIERSTREAM_DATABASE_URL", "postgresql+asyncpg://tierstream@127.0.0.1:5432/tierstream"
+        ),
+    )
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(run=_db_migrate)
     return root
 
 

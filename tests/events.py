@@ -62,7 +62,7 @@ def changed(event: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     for part in parents:
         target = target[part]
     if value is ...:
-        del target[last]
+        target.pop(last, None)
     else:
         target[last] = value
     return result

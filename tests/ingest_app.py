@@ -55,7 +55,9 @@ async def running_ingest(
     producer = safe_producer(bootstrap, "test-ingest", request_timeout_s=5)
     await producer.start()
     publisher = EventPublisher(producer, topic, settings.publish_timeout_seconds)
-    app = create_app(settings, publisher, CollectorRegistry(), lambda: datetime.now(UTC))
+    app = create_app(
+        settings, publisher, registry=CollectorRegistry(), now=lambda: datetime.now(UTC)
+    )
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:

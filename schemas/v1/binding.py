@@ -47,7 +47,7 @@ def encode_event(event: Event) -> tuple[bytes, Headers, bytes]:
     if event.dataschema is not None:
         attributes["dataschema"] = event.dataschema
     attributes.update(event.extensions)
-    value = event.data.__pydantic_serializer__.to_json(event.data, exclude_none=True)
+    value = event.data.__pydantic_serializer__.to_json(event.data, exclude_defaults=True)
     return event.subject.encode(), attribute_headers(attributes), value
 
 

@@ -28,9 +28,7 @@ INTERACTION: Final = "tierstream.interaction"
 CUSTOMER: Final = "tierstream.customer"
 EVENT_TYPES: Final = (TRANSACTION, INTERACTION, CUSTOMER)
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 
 

@@ -143,7 +143,7 @@ class Ingest:
     async def _publish(self, verdict: Verdict) -> None:
         started = time.perf_counter()
         try:
-            await self._publisher.publish(verdict.events)
+            await self._publisher.publish([event.record for event in verdict.events])
         except BrokerUnavailable as error:
             raise Problem(
                 503,
@@ -175,9 +175,11 @@ def _item(error: EventError) -> ProblemItem:
 def create_app(
     settings: IngestSettings,
     publisher: EventPublisher,
+    *,
     registry: CollectorRegistry,
     now: Callable[[], datetime],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    metrics_dir: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="tierstream ingest",
@@ -213,7 +215,7 @@ def create_app(
     async def post_batch(request: Request) -> JSONResponse:
         return await ingest.accept(request, batch=True)
 
-    app.include_router(health_router(registry, {"kafka": publisher.problem}))
+    app.include_router(health_router(registry, {"kafka": publisher.problem}, metrics_dir))
     currencies = [settings.base_currency, *sorted(settings.exchange_rates)]
     app.openapi = lambda: _openapi(app, currencies)  # type: ignore[method-assign]
     return app

@@ -1,6 +1,14 @@
-"""Wiring of ingest: settings, producer, app; started and closed here and nowhere else."""
+"""Wiring of ingest: settings, producer, app; started and closed here and nowhere else.
+
+With `workers` > 1, uvicorn runs that many processes on one port (ingest keeps no state);
+each builds its own producer through `app_from_environment`, inside its own event loop, and
+the metrics of all of them are summed (prometheus_client multiprocess mode).
+"""
 
 import asyncio
+import gc
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,13 +28,15 @@ from services.kafka_io.producer import safe_producer
 from services.logs import configure_logging
 
 log = structlog.get_logger()
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-async def serve(settings: IngestSettings) -> None:
+def build(settings: IngestSettings) -> FastAPI:
+    """Must run inside the event loop that will serve (aiokafka binds to it)."""
     producer = safe_producer(
         settings.kafka_bootstrap_servers,
         "tierstream-ingest",
@@ -39,28 +49,35 @@ async def serve(settings: IngestSettings) -> None:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_producer(producer, settings.startup_timeout_seconds)
+        gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info(
             "ingest_started",
             kafka=settings.kafka_bootstrap_servers,
             keys=len(settings.api_keys),
             port=settings.port,
+            pid=os.getpid(),
         )
         try:
             yield
         finally:
             await producer.stop()
-            log.info("ingest_stopped")
+            log.info("ingest_stopped", pid=os.getpid())
 
-    app = create_app(settings, publisher, CollectorRegistry(), wall_clock, lifespan)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+    return create_app(
+        settings,
+        publisher,
+        registry=CollectorRegistry(),
+        now=wall_clock,
+        lifespan=lifespan,
+        metrics_dir=os.environ.get(MULTIPROCESS_DIR),
     )
-    await uvicorn.Server(config).serve()
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's app factory: called in each worker process, inside its event loop."""
+    settings = IngestSettings()
+    configure_logging(settings.log_level, "ingest")
+    return build(settings)
 
 
 async def start_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
@@ -81,7 +98,19 @@ def main() -> None:
     configure_logging(settings.log_level, "ingest")
     if not settings.api_keys:
         log.warning("no_api_keys", hint="every request will get 401; see `tierstream keys new`")
-    asyncio.run(serve(settings))
+    with tempfile.TemporaryDirectory(prefix="tierstream-ingest-metrics-") as metrics_dir:
+        if settings.workers > 1:
+            os.environ[MULTIPROCESS_DIR] = metrics_dir  # read by each worker at import
+        uvicorn.run(
+            f"{__name__}:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
 
 
 if __name__ == "__main__":

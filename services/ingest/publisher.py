@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas.v1.binding import Event, encode_event
-from services.kafka_io.producer import Record, send_all
+from services.kafka_io.producer import send_all
+from services.kafka_io.record import Record
 
 
 class EventPublisher:
@@ -16,9 +16,8 @@ class EventPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Returns once every event is acknowledged (acks=all); raises BrokerUnavailable."""
-        records = [Record(*_key_headers_value(event)) for event in events]
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Returns once every record is acknowledged (acks=all); raises BrokerUnavailable."""
         await send_all(self._producer, self._topic, records, self._timeout_s)
 
     async def problem(self) -> str | None:
@@ -35,8 +34,3 @@ class EventPublisher:
         if self._topic not in metadata.topics():
             return f"topic {self._topic} does not exist"
         return None
-
-
-def _key_headers_value(event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    key, headers, value = encode_event(event)
-    return key, value, headers

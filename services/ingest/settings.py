@@ -43,3 +43,4 @@ class IngestSettings(BaseSettings):
     retry_after_seconds: int = Field(5, ge=1)
     max_future_skew_seconds: int = Field(300, ge=0)
     startup_timeout_seconds: float = Field(60.0, gt=0)
+    workers: int = Field(1, ge=1, le=64, description="processes serving the port")

@@ -1,6 +1,8 @@
 """The ingest domain: which posted events are acceptable, and exactly what is wrong with the rest.
 
-Pure: bytes in, events or errors out; `now` is a parameter.
+Pure: bytes in, checked events (with the Kafka record each becomes) or errors out; `now` is a
+parameter. The strict fast path (fastpath.py) decides the common case; the contract's own
+validation (schemas/, pydantic) decides everything else and writes the error messages.
 """
 
 import functools
@@ -12,8 +14,21 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.v1.binding import Event
+from schemas.v1.binding import Event, encode_event
 from schemas.v1.events import EVENT_TYPES, CustomerEventV1, TransactionEvent, event_adapter
+from services.ingest import fastpath
+from services.kafka_io.record import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A valid event: what the rules and the authorization look at, and its record."""
+
+    source: str
+    id: str
+    time: datetime
+    currency: str | None  # transactions only
+    record: Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +49,7 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    events: tuple[Event, ...]
+    events: tuple[Checked, ...]
     errors: tuple[EventError, ...]
 
 
@@ -47,34 +62,38 @@ class TooManyEvents(ValueError):
         super().__init__(f"the batch has {count} events; at most {limit} are accepted")
 
 
-@functools.cache
-def _batch_adapter() -> TypeAdapter[list[Event]]:
-    return TypeAdapter(list[CustomerEventV1])
-
-
 def validate_single(body: bytes, rules: Rules, now: datetime) -> Verdict:
-    try:
-        event = event_adapter().validate_json(body)
-    except ValidationError as error:
-        _raise_if_not_json(error)
-        return Verdict((), tuple(_field_errors(error, None, _loads(body))))
-    return Verdict((event,), tuple(_rule_errors([event], [None], rules, now)))
+    fast = fastpath.decode_single(body)
+    if fast is not None:
+        checked = _from_fast(fast)
+    else:
+        try:
+            checked = _from_contract(event_adapter().validate_json(body))
+        except ValidationError as error:
+            _raise_if_not_json(error)
+            return Verdict((), tuple(_field_errors(error, None, _loads(body))))
+    return Verdict((checked,), tuple(_rule_errors([checked], [None], rules, now)))
 
 
 def validate_batch(body: bytes, rules: Rules, now: datetime) -> Verdict:
-    try:
-        events = _batch_adapter().validate_json(body)
-    except ValidationError as error:
-        _raise_if_not_json(error)
-        return _validate_each(_loads(body), rules, now)
-    if len(events) > rules.max_batch_events:
-        raise TooManyEvents(len(events), rules.max_batch_events)
-    return Verdict(tuple(events), tuple(_rule_errors(events, range(len(events)), rules, now)))
+    fast = fastpath.decode_batch(body)
+    if fast is not None:
+        checked = [_from_fast(event) for event in fast]
+    else:
+        try:
+            checked = [_from_contract(event) for event in _batch_adapter().validate_json(body)]
+        except ValidationError as error:
+            _raise_if_not_json(error)
+            return _validate_each(_loads(body), rules, now)
+    if len(checked) > rules.max_batch_events:
+        raise TooManyEvents(len(checked), rules.max_batch_events)
+    return Verdict(tuple(checked), tuple(_rule_errors(checked, range(len(checked)), rules, now)))
 
 
 def forbidden_sources(
-    events: Sequence[Event], may_write: Callable[[str], bool], batch: bool
+    events: Sequence[Checked], may_write: Callable[[str], bool], batch: bool
 ) -> list[EventError]:
+    allowed = {source: may_write(source) for source in {event.source for event in events}}
     return [
         EventError(
             index if batch else None,
@@ -83,8 +102,24 @@ def forbidden_sources(
             event.id,
         )
         for index, event in enumerate(events)
-        if not may_write(event.source)
+        if not allowed[event.source]
     ]
+
+
+def _from_fast(event: fastpath.FastEvent) -> Checked:
+    currency = event.data.currency if isinstance(event, fastpath.TransactionEvent) else None
+    return Checked(event.source, event.id, event.time, currency, fastpath.encode(event))
+
+
+def _from_contract(event: Event) -> Checked:
+    currency = event.data.currency if isinstance(event, TransactionEvent) else None
+    key, headers, value = encode_event(event)
+    return Checked(event.source, event.id, event.time, currency, Record(key, value, headers))
+
+
+@functools.cache
+def _batch_adapter() -> TypeAdapter[list[Event]]:
+    return TypeAdapter(list[CustomerEventV1])
 
 
 def _validate_each(items: Any, rules: Rules, now: datetime) -> Verdict:
@@ -93,11 +128,11 @@ def _validate_each(items: Any, rules: Rules, now: datetime) -> Verdict:
         return Verdict((), (EventError(None, "", "a batch must be a JSON array of events"),))
     if len(items) > rules.max_batch_events:
         raise TooManyEvents(len(items), rules.max_batch_events)
-    valid: list[tuple[int, Event]] = []
+    valid: list[tuple[int, Checked]] = []
     errors: list[EventError] = []
     for index, item in enumerate(items):
         try:
-            valid.append((index, event_adapter().validate_json(json.dumps(item))))
+            valid.append((index, _from_contract(event_adapter().validate_json(json.dumps(item)))))
         except ValidationError as error:
             errors.extend(_field_errors(error, index, item))
     errors.extend(_rule_errors([event for _, event in valid], [i for i, _ in valid], rules, now))
@@ -106,44 +141,45 @@ def _validate_each(items: Any, rules: Rules, now: datetime) -> Verdict:
 
 
 def _rule_errors(
-    events: Sequence[Event], indexes: Sequence[int | None], rules: Rules, now: datetime
+    events: Sequence[Checked], indexes: Sequence[int | None], rules: Rules, now: datetime
 ) -> list[EventError]:
     """What the contract says beyond the schema: currency, clock skew, conflicting duplicates."""
     errors = []
-    seen: dict[tuple[str, str], tuple[int, Event]] = {}
+    seen: dict[tuple[str, str], int] = {}
     latest = now + rules.max_future_skew
-    skew = rules.max_future_skew.total_seconds()
+    accepted = {rules.base_currency, *rules.rated_currencies}
     for position, (index, event) in enumerate(zip(indexes, events, strict=True)):
-        if isinstance(event, TransactionEvent):
-            currency = event.data.currency
-            if currency != rules.base_currency and currency not in rules.rated_currencies:
-                errors.append(
-                    EventError(
-                        index,
-                        "data.currency",
-                        (
-                            f"{currency} is not the base currency {rules.base_currency} and no "
-                            "exchange rate is configured for it"
-                        ),
-                        event.id,
-                    )
+        if event.currency is not None and event.currency not in accepted:
+            errors.append(
+                EventError(
+                    index,
+                    "data.currency",
+                    (
+                        f"{event.currency} is not the base currency {rules.base_currency} and no "
+                        "exchange rate is configured for it"
+                    ),
+                    event.id,
                 )
+            )
         if event.time > latest:
             errors.append(
                 EventError(
                     index,
                     "time",
-                    f"{event.time.isoformat()} is more than {skew:g} s ahead of the ingest clock",
+                    (
+                        f"{event.time.isoformat()} is more than "
+                        f"{rules.max_future_skew.total_seconds():g} s ahead of the ingest clock"
+                    ),
                     event.id,
                 )
             )
-        first = seen.setdefault(event.key, (position, event))
-        if first[1] != event:
+        first = seen.setdefault((event.source, event.id), position)
+        if first != position and events[first].record != event.record:
             errors.append(
                 EventError(
                     index,
                     "id",
-                    (f"same source and id as event {indexes[first[0]]} but a different content"),
+                    (f"same source and id as event {indexes[first]} but a different content"),
                     event.id,
                 )
             )

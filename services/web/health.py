@@ -3,13 +3,17 @@
 from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 Check = Callable[[], Awaitable[str | None]]
 """Returns None when the dependency is fine, otherwise what is wrong with it."""
 
 
-def health_router(registry: CollectorRegistry, checks: Mapping[str, Check]) -> APIRouter:
+def health_router(
+    registry: CollectorRegistry, checks: Mapping[str, Check], metrics_dir: str | None = None
+) -> APIRouter:
+    """`metrics_dir`: the prometheus_client multiprocess directory, when several processes
+    serve one port; /metrics then sums them all."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -34,6 +38,10 @@ def health_router(registry: CollectorRegistry, checks: Mapping[str, Check]) -> A
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        if metrics_dir is None:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=metrics_dir)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(combined), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -1,0 +1,21 @@
+# One image for the three services; the command picks the service.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY services ./services
+COPY devstack ./devstack
+COPY migrations ./migrations
+COPY deploy ./deploy
+RUN pip install -e . && useradd --system --no-create-home tierstream
+
+USER tierstream
+EXPOSE 8081 8082 8083
+HEALTHCHECK --interval=5s --timeout=3s --retries=20 \
+  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"HEALTH_PORT\", \"8081\")}/healthz', timeout=2)"
+CMD ["python", "-m", "services.ingest.main"]
