@@ -27,6 +27,7 @@ unit: install
 	$(PY) -m pytest tests/unit
 
 bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench
 
 schemas: install

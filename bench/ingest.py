@@ -7,14 +7,18 @@ with the same producer settings (acks=all, idempotence), from one process.
 
 import asyncio
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from schemas.v1 import topics
@@ -62,28 +66,32 @@ def events(count: int) -> list[dict[str, Any]]:
 
 
 async def raw_producer(
-    bootstrap: str, topic: str, batch: list[dict[str, Any]], rounds: int, batch_api: bool
+    bootstrap: str, topic: str, batch: list[dict[str, Any]], seconds: float, batch_api: bool
 ) -> Figures:
-    """The same records, no HTTP and no validation: aiokafka alone, 1000 records at a time."""
+    """The same records, no HTTP and no validation: aiokafka alone, 1000 records at a time,
+    for `seconds` (like the wrk runs), after a warm-up of its own."""
     records = [Record(*_kvh(event_adapter().validate_python(e))) for e in batch]
     producer = safe_producer(bootstrap, "bench-raw", request_timeout_s=30)
     await producer.start()
     try:
-        started = time.perf_counter()
-        for _ in range(rounds):
-            if batch_api:
-                await send_all(producer, topic, records, timeout_s=30)
-            else:
-                futures = [
-                    await producer.send(topic, r.value, key=r.key, headers=r.headers)
-                    for r in records
-                ]
-                await asyncio.gather(*futures)
+        sent, started = 0, 0.0
+        for phase_seconds in (2.0, seconds):  # warm-up, then measured
+            sent, started = 0, time.perf_counter()
+            while time.perf_counter() - started < phase_seconds:
+                if batch_api:
+                    await send_all(producer, topic, records, timeout_s=30)
+                else:
+                    futures = [
+                        await producer.send(topic, r.value, key=r.key, headers=r.headers)
+                        for r in records
+                    ]
+                    await asyncio.gather(*futures)
+                sent += len(records)
         elapsed = time.perf_counter() - started
     finally:
         await producer.stop()
-    api = "batch API: create_batch/send_batch" if batch_api else "send() per record"
-    return Figures(f"raw aiokafka producer, {api}", len(records) * rounds, elapsed)
+    api = "batch API (create_batch/send_batch)" if batch_api else "send() per record"
+    return Figures(f"raw aiokafka producer, one process, {api}", sent, elapsed)
 
 
 def _kvh(event: Any) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -91,82 +99,86 @@ def _kvh(event: Any) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     return key, value, headers
 
 
-async def post_batches(url: str, secret: str, bodies: list[bytes], clients: int) -> Figures:
-    headers = {
-        "authorization": f"Bearer {secret}",
-        "content-type": "application/cloudevents-batch+json",
-    }
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+def wrk(
+    url: str, script: str, seconds: int, connections: int, env: dict[str, str]
+) -> dict[str, str]:
+    """wrk (C) as the load generator: a Python client would take the CPU it measures."""
+    program = shutil.which("wrk")
+    if program is None:
+        raise RuntimeError("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    result = subprocess.run(
+        [
+            program,
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            str(Path(__file__).with_name(script)),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))
+    fields = dict(part.split("=") for part in line.split()[1:])
+    if int(fields["failures"]):
+        raise RuntimeError(f"{fields['failures']} requests were not answered 202")
+    return fields
 
-    async def client() -> None:
-        async with httpx.AsyncClient(timeout=60) as http:
-            while not queue.empty():
-                body = queue.get_nowait()
-                response = await http.post(f"{url}/v1/events:batch", content=body, headers=headers)
-                if response.status_code != 202:
-                    raise RuntimeError(response.text)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+def post_batches(
+    url: str, secret: str, bodies: list[bytes], connections: int, workers: int
+) -> Figures:
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as file:
+        file.write(b"\n".join(bodies))
+        file.flush()
+        fields = wrk(
+            f"{url}/v1/events:batch",
+            "batch.lua",
+            10,
+            connections,
+            {"TIERSTREAM_BENCH_KEY": secret, "TIERSTREAM_BENCH_BODIES": file.name},
+        )
     return Figures(
-        f"ingest POST /v1/events:batch ({BATCH}/request, {clients} clients)",
-        len(bodies) * BATCH,
-        time.perf_counter() - started,
+        f"ingest POST /v1/events:batch ({BATCH}/request), {workers} worker(s), "
+        f"wrk {connections} connections; p50 {fields['p50_ms']} ms, "
+        f"p99 {fields['p99_ms']} ms",
+        int(fields["requests"]) * BATCH,
+        float(fields["seconds"]),
     )
 
 
-async def post_singles(url: str, secret: str, bodies: list[bytes], clients: int) -> Figures:
-    headers = {"authorization": f"Bearer {secret}", "content-type": "application/cloudevents+json"}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-
-    async def client() -> None:
-        async with httpx.AsyncClient(timeout=60) as http:
-            while not queue.empty():
-                response = await http.post(
-                    f"{url}/v1/events", content=queue.get_nowait(), headers=headers
-                )
-                if response.status_code != 202:
-                    raise RuntimeError(response.text)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+def post_singles(url: str, secret: str, connections: int, workers: int) -> Figures:
+    fields = wrk(
+        f"{url}/v1/events", "single_event.lua", 10, connections, {"TIERSTREAM_BENCH_KEY": secret}
+    )
     return Figures(
-        f"ingest POST /v1/events (1 event/request, {clients} clients)",
-        len(bodies),
-        time.perf_counter() - started,
+        f"ingest POST /v1/events (1 event/request), {workers} worker(s), "
+        f"wrk {connections} connections; p50 {fields['p50_ms']} ms, "
+        f"p99 {fields['p99_ms']} ms",
+        int(fields["requests"]),
+        float(fields["seconds"]),
     )
 
 
-def run(
-    bootstrap: str, total: int = 200_000, clients: int = 4, singles: int = 5_000
-) -> dict[str, Any]:
+def run(bootstrap: str, total: int = 100_000, clients: int = 4) -> dict[str, Figures]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     asyncio.run(ensure_topics(bootstrap, tierstream_topics(prefix, 12, 12)))
     topic = prefix + topics.CUSTOMER_EVENTS
     sample = events(total)
     batches = [sample[i : i + BATCH] for i in range(0, total, BATCH)]
     bodies = [orjson.dumps(b) for b in batches]
-    single_bodies = [orjson.dumps(e) for e in events(singles)]
     figures = {
-        "raw": asyncio.run(raw_producer(bootstrap, topic, batches[0], len(batches), True)),
-        "raw_send": asyncio.run(raw_producer(bootstrap, topic, batches[0], len(batches), False)),
+        "raw": asyncio.run(raw_producer(bootstrap, topic, batches[0], 10, batch_api=True)),
+        "raw_send": asyncio.run(raw_producer(bootstrap, topic, batches[0], 10, batch_api=False)),
     }
     for workers in (1, 2):
         with _ingest(bootstrap, prefix, workers) as (url, secret):
-            asyncio.run(post_batches(url, secret, bodies[:5], clients))  # warm-up
-            batched = asyncio.run(post_batches(url, secret, bodies, clients))
-            single = asyncio.run(post_singles(url, secret, single_bodies, 16))
-        figures[f"batched_{workers}w"] = _named(batched, workers)
-        figures[f"single_{workers}w"] = _named(single, workers)
+            figures[f"batched_{workers}w"] = post_batches(url, secret, bodies, clients, workers)
+            figures[f"single_{workers}w"] = post_singles(url, secret, 32, workers)
     return figures
-
-
-def _named(figures: Figures, workers: int) -> Figures:
-    return Figures(f"{figures.name}, {workers} worker process(es)", figures.events, figures.seconds)
 
 
 @contextmanager
