@@ -174,21 +174,28 @@ class Stack:
                 start_new_session=True,
             )
         self._record_children()
-        _wait_healthy(name, f"http://127.0.0.1:{port}", self.services[name], str(log))
+        wait_healthy(f"http://127.0.0.1:{port}", self.services[name], log)
 
 
-def _wait_healthy(name: str, url: str, process: subprocess.Popen[bytes], log: str) -> None:
-    deadline = time.monotonic() + 90
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90.0
+) -> None:
+    """Polls `/healthz` with a deadline; fails at once, with the log, if the process exits."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
+            raise RuntimeError(f"{url} exited with {process.returncode}:\n{_tail(log)}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{name} not healthy at {url} after 90 s; see {log}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy after {timeout:g} s:\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:

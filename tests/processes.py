@@ -4,14 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from devstack.up import wait_healthy
 from tests.stack import scratch_dir
 
 
@@ -31,22 +29,6 @@ class ServiceProcess:
         return self.process.wait(timeout)
 
 
-def wait_until_healthy(
-    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not healthy after {timeout}s:\n{log.read_text()}")
-
-
 @contextmanager
 def service(module: str, port: int, env: Mapping[str, str]) -> Iterator[ServiceProcess]:
     log = scratch_dir(module.rsplit(".", 2)[-2]) / "service.log"
@@ -59,7 +41,7 @@ def service(module: str, port: int, env: Mapping[str, str]) -> Iterator[ServiceP
         )
     running = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
     try:
-        wait_until_healthy(running.url, process, log)
+        wait_healthy(running.url, process, log)
         yield running
     finally:
         if process.poll() is None:

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 import orjson
-from pydantic import ValidationError
 
 from schemas.v1.events import (
     CustomerEvent,
@@ -52,7 +51,8 @@ def encode_event(event: Event) -> tuple[bytes, Headers, bytes]:
 
 
 def decode_event(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> Event:
-    """The event a binary-mode record carries; `UndecodableRecord` or `ValidationError`."""
+    """The event a binary-mode record carries; raises `UndecodableRecord`, or pydantic's
+    `ValidationError` when it decodes but breaks the contract."""
     attributes: dict[str, object] = {}
     for name, raw in headers:
         if name.startswith(_PREFIX):
@@ -75,14 +75,3 @@ def _text(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-__all__ = [
-    "Event",
-    "Headers",
-    "UndecodableRecord",
-    "ValidationError",
-    "attribute_headers",
-    "decode_event",
-    "encode_event",
-]

@@ -3,6 +3,7 @@
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger()
 TYPE_BASE = "https://tierstream.dev/problems/"
 
 
@@ -108,7 +110,20 @@ def _reason(status: int) -> str:
     return HTTPStatus(status).phrase
 
 
+async def _on_unexpected(_: Request, error: Exception) -> JSONResponse:
+    log.error("unexpected_error", exc_info=error)
+    return problem_response(
+        Problem(
+            500,
+            "internal-error",
+            "Internal error",
+            "an unexpected error occurred; it has been logged",
+        )
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _on_unexpected)
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
