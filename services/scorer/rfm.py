@@ -1,0 +1,224 @@
+"""Per-customer RFM state at day granularity: exact rolling windows, bounded, incremental.
+
+Pure: facts in, state out; days are local calendar days (ordinals) in the business time
+zone, and "today" is always a parameter. SPEC §4: an event on day d is inside a W-day window
+at day t when t - W < d <= t.
+
+The state keeps one `Day` per active day in the retained span (the largest window plus
+`history` days for `as_of` queries in the past), the window totals at its `anchor` day
+(the latest day it has seen, by event or by clock), and two scalars that outlive the
+span: the first day and the last purchase. An event costs O(1) when it is on or before
+the anchor, and moving the anchor costs O(active days retained), once per day; the state
+never grows with the length of the history.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Literal
+
+Kind = Literal["purchase", "refund", "interaction", "profile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    main: int = 365
+    short: int = 90
+    interactions: int = 30
+    history: int = 365  # how far before its anchor a state can answer `as_of`
+
+    @property
+    def retained(self) -> int:
+        return max(self.main, self.short, self.interactions) + self.history
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """An event reduced to what RFM needs; `amount` in minor units of the base currency."""
+
+    day: int
+    kind: Kind
+    amount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    purchases: int = 0
+    purchased: int = 0
+    refunded: int = 0
+    interactions: int = 0
+
+    def plus(self, fact: Fact) -> "Day":
+        if fact.kind == "purchase":
+            return replace(
+                self, purchases=self.purchases + 1, purchased=self.purchased + fact.amount
+            )
+        if fact.kind == "refund":
+            return replace(self, refunded=self.refunded + fact.amount)
+        if fact.kind == "interaction":
+            return replace(self, interactions=self.interactions + 1)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Window sums at one day; money in minor units."""
+
+    frequency: int = 0
+    monetary: int = 0
+    frequency_short: int = 0
+    monetary_short: int = 0
+    interactions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """SPEC §4 features at `day`; money in minor units."""
+
+    day: int
+    recency_days: int | None
+    frequency: int
+    monetary: int
+    frequency_90d: int
+    monetary_90d: int
+    interactions_30d: int
+    tenure_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    first_day: int
+    anchor: int
+    days: Mapping[int, Day]  # only days > anchor - windows.retained
+    totals: Totals  # at `anchor`
+    last_purchase: int | None  # over the whole history
+    last_purchase_dropped: int | None  # latest purchase among the days no longer retained
+
+
+class OutsideHistory(ValueError):
+    """`as_of` is earlier than the state can answer exactly."""
+
+
+def apply(state: CustomerState | None, fact: Fact, windows: Windows) -> CustomerState:
+    """The state after one more fact (in any order: late facts land in their own day)."""
+    if state is None:
+        state = CustomerState(fact.day, fact.day, MappingProxyType({}), Totals(), None, None)
+    elif fact.day > state.anchor:
+        state = advance(state, fact.day, windows)
+    is_purchase = fact.kind == "purchase"
+    state = replace(
+        state,
+        first_day=min(state.first_day, fact.day),
+        last_purchase=_latest(state.last_purchase, fact.day if is_purchase else None),
+    )
+    if fact.day <= state.anchor - windows.retained:
+        if is_purchase:
+            state = replace(
+                state, last_purchase_dropped=_latest(state.last_purchase_dropped, fact.day)
+            )
+        return state
+    days = dict(state.days)
+    days[fact.day] = days.get(fact.day, Day()).plus(fact)
+    totals = _add(state.totals, state.anchor - fact.day, fact, windows)
+    return replace(state, days=MappingProxyType(days), totals=totals)
+
+
+def apply_all(
+    state: CustomerState | None, facts: Iterable[Fact], windows: Windows
+) -> CustomerState | None:
+    for fact in facts:
+        state = apply(state, fact, windows)
+    return state
+
+
+def advance(state: CustomerState, today: int, windows: Windows) -> CustomerState:
+    """Moves the anchor forward to `today`: days leave windows, old days are dropped."""
+    if today <= state.anchor:
+        return state
+    horizon = today - windows.retained
+    kept = {day: counts for day, counts in state.days.items() if day > horizon}
+    dropped = [day for day, counts in state.days.items() if day <= horizon and counts.purchases]
+    return replace(
+        state,
+        anchor=today,
+        days=MappingProxyType(kept),
+        totals=_sum(kept, today, windows),
+        last_purchase_dropped=_latest(state.last_purchase_dropped, max(dropped, default=None)),
+    )
+
+
+def features(state: CustomerState, today: int, windows: Windows) -> Features:
+    """The features at `today`: at or after the anchor from the totals, before it (as far
+    back as `windows.history`) from the retained days."""
+    if today < state.first_day:
+        raise OutsideHistory(f"day {today} is before the customer's first event")
+    if today < state.anchor - windows.history:
+        raise OutsideHistory(
+            f"day {today} is more than {windows.history} days before the "
+            f"latest day seen ({state.anchor})"
+        )
+    if today >= state.anchor:
+        totals = advance(state, today, windows).totals
+        last_purchase = state.last_purchase
+    else:
+        totals = _sum(state.days, today, windows)
+        last_purchase = _latest(
+            state.last_purchase_dropped,
+            max((d for d, c in state.days.items() if d <= today and c.purchases), default=None),
+        )
+    return Features(
+        day=today,
+        recency_days=None if last_purchase is None else today - last_purchase,
+        frequency=totals.frequency,
+        monetary=totals.monetary,
+        frequency_90d=totals.frequency_short,
+        monetary_90d=totals.monetary_short,
+        interactions_30d=totals.interactions,
+        tenure_days=today - state.first_day,
+    )
+
+
+def _add(totals: Totals, age: int, fact: Fact, windows: Windows) -> Totals:
+    """`age` = anchor - day: the fact is inside a W-day window when age < W."""
+    if fact.kind == "interaction":
+        if age < windows.interactions:
+            return replace(totals, interactions=totals.interactions + 1)
+        return totals
+    if fact.kind not in ("purchase", "refund"):
+        return totals
+    count = 1 if fact.kind == "purchase" else 0
+    money = fact.amount if fact.kind == "purchase" else -fact.amount
+    if age < windows.main:
+        totals = replace(
+            totals, frequency=totals.frequency + count, monetary=totals.monetary + money
+        )
+    if age < windows.short:
+        totals = replace(
+            totals,
+            frequency_short=totals.frequency_short + count,
+            monetary_short=totals.monetary_short + money,
+        )
+    return totals
+
+
+def _sum(days: Mapping[int, Day], today: int, windows: Windows) -> Totals:
+    frequency = monetary = frequency_short = monetary_short = interactions = 0
+    for day, counts in days.items():
+        age = today - day
+        if age < 0:  # after `today` (an `as_of` in the past)
+            continue
+        if age < windows.main:
+            frequency += counts.purchases
+            monetary += counts.purchased - counts.refunded
+        if age < windows.short:
+            frequency_short += counts.purchases
+            monetary_short += counts.purchased - counts.refunded
+        if age < windows.interactions:
+            interactions += counts.interactions
+    return Totals(frequency, monetary, frequency_short, monetary_short, interactions)
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
