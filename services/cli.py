@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 from services.ingest.auth import new_key
 from services.kafka_io.topics import ensure_topics, tierstream_topics
@@ -31,6 +32,23 @@ def _db_migrate(args: argparse.Namespace) -> int:
 
     migrate.upgrade(args.url, args.revision)
     print(f"database at revision {args.revision}")
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    from services.scorer import rules  # noqa: PLC0415 - cel-cpp only for this command
+
+    try:
+        ruleset = rules.load(args.file.read_text(encoding="utf-8"), str(args.file))
+    except rules.RulesetError as error:
+        print(f"{args.file}: refused", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ruleset {ruleset.version} ({ruleset.mode} thresholds) is valid")
+    for tier in ruleset.tiers:
+        flag = " [high value]" if tier.high_value else ""
+        print(f"  {tier.rank:>3}  {tier.id} {tier.label_zh} / {tier.label_en}{flag}")
     return 0
 
 
@@ -70,6 +88,11 @@ def parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(run=_db_migrate)
+
+    rules = groups.add_parser("rules", help="tiering rulesets").add_subparsers(required=True)
+    check = rules.add_parser("check", help="validate a ruleset file; exit 1 naming problems")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_rules_check)
     return root
 
 

@@ -1,6 +1,7 @@
 """The operator's command line."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,24 @@ def test_unknown_commands_are_refused() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["keys", "rotate"])
     assert exit_info.value.code == 2
+
+
+def test_rules_check_accepts_the_default_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
+    from services.scorer import rules  # noqa: PLC0415
+
+    default = Path(rules.__file__).parent / "rulesets" / "default.yaml"
+    assert main(["rules", "check", str(default)]) == 0
+    assert "ruleset rfm-segments-1 (fixed thresholds) is valid" in capsys.readouterr().out
+
+
+def test_rules_check_names_the_tier_and_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: x\nthresholds: {mode: fixed, recency_days: 3, frequency: 2, "
+        "monetary: '1.00'}\ntiers:\n  - {id: a, labels: {zh: a, en: a}, rank: 1, "
+        "high_value: false, condition: 'frequncy > 1'}\n"
+    )
+    assert main(["rules", "check", str(bad)]) == 1
+    assert "tier 'a': condition does not compile" in capsys.readouterr().err
