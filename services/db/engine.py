@@ -1,0 +1,29 @@
+"""One async engine per process, named after the service in pg_stat_activity."""
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def create_engine(url: str, service: str, pool_size: int = 5) -> AsyncEngine:
+    """A transaction left idle (a paused or stuck consumer) is cut off after 30 s, and a
+    lock is waited for at most 10 s, so one stale process cannot block the others."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                "application_name": f"tierstream-{service}",
+                "idle_in_transaction_session_timeout": "30000",
+                "lock_timeout": "10000",
+            }
+        },
+    )
+
+
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

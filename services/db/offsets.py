@@ -1,0 +1,72 @@
+"""Consumer offsets kept in PostgreSQL, in the same transaction as the state they produced.
+
+A consumer that is assigned a partition *claims* it: the partition's epoch goes up by one
+and the claim carries the new epoch. Every later advance is a compare-and-set on
+(epoch, next_offset): a consumer that lost the partition in a rebalance (a paused process,
+a zombie) still holds the old epoch, so its advance matches no row and its whole
+transaction is rolled back by the caller. aiokafka cannot fence such a consumer on the
+Kafka side (no KIP-447), so this is where it is fenced.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    partition: int
+    epoch: int
+    next_offset: int | None  # None: nothing consumed yet, start from the beginning
+
+
+class Fenced(Exception):
+    """Another consumer claimed the partition since: this transaction must not commit."""
+
+
+_CLAIM = text("""
+    INSERT INTO consumer_offsets (consumer, topic, partition, epoch, next_offset)
+    VALUES (:consumer, :topic, :partition, 1, NULL)
+    ON CONFLICT (consumer, topic, partition)
+    DO UPDATE SET epoch = consumer_offsets.epoch + 1, claimed_at = now()
+    RETURNING epoch, next_offset
+""")
+
+_ADVANCE = text("""
+    UPDATE consumer_offsets SET next_offset = :next_offset, updated_at = now()
+    WHERE consumer = :consumer AND topic = :topic AND partition = :partition
+      AND epoch = :epoch AND next_offset IS NOT DISTINCT FROM :expected
+""")
+
+
+class OffsetStore:
+    def __init__(self, session: AsyncSession, consumer: str, topic: str) -> None:
+        self._session = session
+        self._consumer = consumer
+        self._topic = topic
+
+    async def claim(self, partition: int) -> Claim:
+        row = (await self._session.execute(_CLAIM, self._key(partition))).one()
+        return Claim(partition, row.epoch, row.next_offset)
+
+    async def advance(self, claim: Claim, next_offset: int) -> Claim:
+        """Moves the partition to `next_offset`; raises Fenced if the claim is stale."""
+        result = await self._session.execute(
+            _ADVANCE,
+            {
+                **self._key(claim.partition),
+                "epoch": claim.epoch,
+                "expected": claim.next_offset,
+                "next_offset": next_offset,
+            },
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise Fenced(
+                f"{self._topic}[{claim.partition}] was claimed by another consumer "
+                f"since epoch {claim.epoch}"
+            )
+        return Claim(claim.partition, claim.epoch, next_offset)
+
+    def _key(self, partition: int) -> dict[str, object]:
+        return {"consumer": self._consumer, "topic": self._topic, "partition": partition}
