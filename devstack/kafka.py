@@ -126,8 +126,8 @@ class KafkaBroker:
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "-t",
-                new_cluster_id(),
+                # one argument: a base64url id may start with "-", which would read as an option
+                f"--cluster-id={new_cluster_id()}",
                 "-c",
                 str(config),
                 check=True,

@@ -24,6 +24,12 @@ class Claim:
 class Fenced(Exception):
     """Another consumer claimed the partition since: this transaction must not commit."""
 
+    def __init__(self, topic: str, partition: int, epoch: int) -> None:
+        super().__init__(
+            f"{topic}[{partition}] was claimed by another consumer since epoch {epoch}"
+        )
+        self.partition = partition
+
 
 _CLAIM = text("""
     INSERT INTO consumer_offsets (consumer, topic, partition, epoch, next_offset)
@@ -62,10 +68,7 @@ class OffsetStore:
             },
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise Fenced(
-                f"{self._topic}[{claim.partition}] was claimed by another consumer "
-                f"since epoch {claim.epoch}"
-            )
+            raise Fenced(self._topic, claim.partition, claim.epoch)
         return Claim(claim.partition, claim.epoch, next_offset)
 
     def _key(self, partition: int) -> dict[str, object]:

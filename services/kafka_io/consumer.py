@@ -1,0 +1,151 @@
+"""The careful Kafka loop: effectively-once processing into PostgreSQL.
+
+Order of work for every batch (one `getmany`), documented because it is the guarantee:
+
+1. fetch records of the partitions this consumer holds a claim on;
+2. open one database transaction; the handler applies the records (dedupe by event id,
+   state, outbox rows) in it;
+3. in the same transaction, advance every partition's offset with a compare-and-set on
+   its claim (services/db/offsets.py); a stale claim raises `Fenced`;
+4. commit. Kafka's own group offsets are never used: on assignment each partition is
+   claimed in PostgreSQL and the consumer seeks to the offset stored there (or to the
+   beginning when none is), so the state and the position can never disagree.
+
+A crash anywhere before 4 leaves no trace; after 4 the records are never applied again.
+A consumer fenced in 3 rolls back, pauses the lost partition and seeks the others back;
+the next rebalance hands the partition to its new owner, who continues after the last
+committed batch. Transient failures (database or broker down) raise out of `run`: the
+process exits and is restarted, which is safe for the same reason.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.db.offsets import Claim, Fenced, OffsetStore
+from services.db.unit_of_work import unit_of_work
+
+log = structlog.get_logger()
+Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+Handler = Callable[[AsyncSession, Batch], Awaitable[None]]
+
+
+def safe_consumer(
+    bootstrap_servers: str, group_id: str, client_id: str, max_poll_records: int = 2000
+) -> AIOKafkaConsumer:
+    """Auto-commit off: positions come from PostgreSQL (every assigned partition is sought
+    explicitly). The reset policy only applies when a stored offset has fallen out of the
+    topic's retention; those records are gone, so reading on from the oldest is all that
+    is left (aiokafka's "none" also fires on a fresh assignment, before the seek lands)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        isolation_level="read_committed",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+        rebalance_timeout_ms=60_000,
+    )
+
+
+@dataclass
+class _Claims(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Claims every assigned partition in PostgreSQL and seeks to its stored offset."""
+
+    loop: "PartitionedLoop"
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        for partition in revoked:
+            self.loop.claims.pop(partition, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.loop.claim(sorted(assigned))
+
+
+class PartitionedLoop:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        topic: str,
+        name: str,
+        make_session: async_sessionmaker[AsyncSession],
+        handler: Handler,
+        fetch_timeout_ms: int = 500,
+    ) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._name = name
+        self._sessions = make_session
+        self._handler = handler
+        self._fetch_timeout_ms = fetch_timeout_ms
+        self._stopping = asyncio.Event()
+        self.claims: dict[TopicPartition, Claim] = {}
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_Claims(self))
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and return from `run` (SIGTERM)."""
+        self._stopping.set()
+
+    async def claim(self, partitions: Sequence[TopicPartition]) -> None:
+        async with unit_of_work(self._sessions) as session:
+            store = OffsetStore(session, self._name, self._topic)
+            claims = {tp: await store.claim(tp.partition) for tp in partitions}
+        for tp, claim in claims.items():
+            self.claims[tp] = claim
+            await self._seek(tp, claim)
+            self._consumer.resume(tp)
+        log.info(
+            "partitions_claimed",
+            consumer=self._name,
+            partitions={tp.partition: c.next_offset for tp, c in claims.items()},
+        )
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(timeout_ms=self._fetch_timeout_ms)
+            batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
+            if batch:
+                await self._process(batch)
+
+    async def _process(self, batch: Batch) -> None:
+        advanced: dict[TopicPartition, Claim] = {}
+        try:
+            async with unit_of_work(self._sessions) as session:
+                await self._handler(session, batch)
+                store = OffsetStore(session, self._name, self._topic)
+                for tp, records in batch.items():
+                    advanced[tp] = await store.advance(self.claims[tp], records[-1].offset + 1)
+        except Fenced as fenced:
+            log.warning("fenced", consumer=self._name, reason=str(fenced))
+            await self._rewind(batch, TopicPartition(self._topic, fenced.partition))
+            return
+        self.claims.update(advanced)
+
+    async def _rewind(self, batch: Batch, lost: TopicPartition) -> None:
+        """After the rollback: the lost partition is dropped and paused until a rebalance
+        hands it to us again (if ever); the others are read again from their committed
+        offsets, under their claims, which are still valid."""
+        self.claims.pop(lost, None)
+        self._consumer.pause(lost)
+        for tp in batch:
+            claim = self.claims.get(tp)
+            if claim is not None:
+                await self._seek(tp, claim)
+
+    async def _seek(self, tp: TopicPartition, claim: Claim) -> None:
+        if claim.next_offset is None:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, claim.next_offset)

@@ -1,0 +1,187 @@
+"""The consumer loop against a real broker and PostgreSQL: every record is applied exactly
+once across restarts and rebalances, and the stored offsets end at the log end."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from devstack import migrate
+from services.db.engine import create_engine, sessions
+from services.kafka_io.consumer import Batch, PartitionedLoop, safe_consumer
+from services.kafka_io.producer import safe_producer, send_all
+from services.kafka_io.record import Record
+from services.kafka_io.topics import TopicSpec, ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+PARTITIONS = 3
+
+
+@dataclass
+class Setup:
+    bootstrap: str
+    topic: str
+    group: str
+    engine: AsyncEngine
+
+
+@pytest_asyncio.fixture
+async def setup(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Setup]:
+    topic = f"loop-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)])
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url, "test")
+    async with engine.begin() as connection:  # a primary key: applying twice would fail
+        await connection.execute(
+            text(
+                "CREATE TABLE applied (partition int, record_offset bigint, value text, "
+                "PRIMARY KEY (partition, record_offset))"
+            )
+        )
+    yield Setup(kafka_bootstrap, topic, f"group-{uuid.uuid4().hex[:8]}", engine)
+    await engine.dispose()
+
+
+async def apply(session: AsyncSession, batch: Batch) -> None:
+    rows = [
+        {"p": tp.partition, "o": record.offset, "v": (record.value or b"").decode()}
+        for tp, records in batch.items()
+        for record in records
+    ]
+    await session.execute(text("INSERT INTO applied VALUES (:p, :o, :v)"), rows)
+
+
+async def produce(setup: Setup, values: range) -> None:
+    producer = safe_producer(setup.bootstrap, "loop-test", request_timeout_s=10)
+    await producer.start()
+    try:
+        records = [Record(f"k{v}".encode(), str(v).encode(), []) for v in values]
+        await send_all(producer, setup.topic, records, timeout_s=10)
+    finally:
+        await producer.stop()
+
+
+class Running:
+    def __init__(self, setup: Setup, name: str = "test-consumer") -> None:
+        consumer = safe_consumer(setup.bootstrap, setup.group, f"client-{uuid.uuid4().hex[:4]}")
+        self.consumer = consumer
+        self.loop = PartitionedLoop(
+            consumer,
+            topic=setup.topic,
+            name=name,
+            make_session=sessions(setup.engine),
+            handler=apply,
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> "Running":
+        await self.consumer.start()
+        self.loop.subscribe()
+        self.task = asyncio.create_task(self.loop.run())
+        return self
+
+    async def stop(self) -> None:
+        self.loop.stop()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 30)  # raises whatever the loop raised
+        await self.consumer.stop()
+
+
+async def count(setup: Setup) -> int:
+    async with setup.engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT count(*) FROM applied")) or 0)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def stored_offsets(setup: Setup) -> dict[int, int]:
+    async with setup.engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT partition, next_offset FROM consumer_offsets WHERE topic = :t"),
+            {"t": setup.topic},
+        )
+        return {row.partition: row.next_offset for row in rows}
+
+
+async def applied_values(setup: Setup) -> list[str]:
+    async with setup.engine.connect() as connection:
+        return sorted(
+            (await connection.execute(text("SELECT value FROM applied"))).scalars(), key=int
+        )
+
+
+async def log_end(setup: Setup, running: Running) -> dict[int, int]:
+    from aiokafka import TopicPartition  # noqa: PLC0415
+
+    ends = await running.consumer.end_offsets(
+        [TopicPartition(setup.topic, p) for p in range(PARTITIONS)]
+    )
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def test_every_record_is_applied_once_and_offsets_reach_the_log_end(setup: Setup) -> None:
+    await produce(setup, range(900))
+    running = await Running(setup).start()
+    await until(lambda: _at_least(setup, 900), 60, "not everything was applied")
+    ends = await log_end(setup, running)
+    await running.stop()
+    assert await applied_values(setup) == [str(v) for v in range(900)]
+    assert await stored_offsets(setup) == ends
+
+
+async def test_a_restart_continues_exactly_where_the_last_commit_ended(setup: Setup) -> None:
+    await produce(setup, range(600))
+    first = await Running(setup).start()
+    await until(lambda: _at_least(setup, 1), 60, "nothing was applied")
+    await first.stop()
+    await produce(setup, range(600, 900))
+    second = await Running(setup).start()
+    await until(lambda: _at_least(setup, 900), 60, "the restart did not catch up")
+    await second.stop()
+    assert await applied_values(setup) == [str(v) for v in range(900)]
+
+
+async def test_a_rebalance_between_two_consumers_loses_and_doubles_nothing(setup: Setup) -> None:
+    produced = 0
+    keep_producing = True
+
+    async def produce_until_told() -> None:
+        nonlocal produced
+        while keep_producing:
+            await produce(setup, range(produced, produced + 100))
+            produced += 100
+            await asyncio.sleep(0.05)
+
+    first = await Running(setup).start()
+    producing = asyncio.create_task(produce_until_told())
+    await until(lambda: _at_least(setup, 300), 60, "the first consumer applied nothing")
+    second = await Running(setup).start()  # the group rebalances under load
+
+    async def both_hold_partitions() -> bool:
+        return bool(first.loop.claims) and bool(second.loop.claims)
+
+    await until(both_hold_partitions, 60, "the group did not rebalance")
+    after_rebalance = produced
+    await until(lambda: _at_least(setup, after_rebalance + 500), 60, "stalled after rebalance")
+    keep_producing = False
+    await producing
+    await until(lambda: _at_least(setup, produced), 90, "not everything was applied")
+    assert first.loop.claims.keys().isdisjoint(second.loop.claims.keys())
+    await first.stop()
+    await second.stop()
+    assert await applied_values(setup) == [str(v) for v in range(produced)]
+
+
+async def _at_least(setup: Setup, expected: int) -> bool:
+    return await count(setup) >= expected
