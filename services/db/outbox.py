@@ -1,0 +1,71 @@
+"""The transactional outbox: outgoing records are rows, written in the transaction that
+produced them; the relay (services/kafka_io/relay.py) publishes them afterwards."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kafka_io.record import Record
+
+RELAY_LOCK = 7_346_212_001  # pg advisory lock key: one relay publishes at a time, in order
+
+_ADD = text("""
+    INSERT INTO outbox (topic, key, value, header_names, header_values)
+    VALUES (:topic, :key, :value, :names, :values)
+""")
+_PENDING = text("""
+    SELECT id, topic, key, value, header_names, header_values FROM outbox
+    WHERE published_at IS NULL ORDER BY id LIMIT :limit
+""")
+_MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    id: int
+    topic: str
+    record: Record
+
+
+class Outbox:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, topic: str, records: Sequence[Record]) -> None:
+        if records:
+            await self._session.execute(
+                _ADD,
+                [
+                    {
+                        "topic": topic,
+                        "key": r.key,
+                        "value": r.value,
+                        "names": [name for name, _ in r.headers],
+                        "values": [value for _, value in r.headers],
+                    }
+                    for r in records
+                ],
+            )
+
+    async def lock_relay(self) -> bool:
+        """True when this transaction may relay (held until it ends)."""
+        return bool(await self._session.scalar(_LOCK, {"key": RELAY_LOCK}))
+
+    async def pending(self, limit: int) -> list[Pending]:
+        rows = await self._session.execute(_PENDING, {"limit": limit})
+        return [
+            Pending(
+                row.id,
+                row.topic,
+                Record(
+                    row.key, row.value, list(zip(row.header_names, row.header_values, strict=True))
+                ),
+            )
+            for row in rows
+        ]
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        await self._session.execute(_MARK, {"ids": list(ids)})
