@@ -142,7 +142,7 @@ def advance(state: CustomerState, today: int, windows: Windows) -> CustomerState
         state,
         anchor=today,
         days=MappingProxyType(kept),
-        totals=_sum(kept, today, windows),
+        totals=totals_at(kept, today, windows),
         last_purchase_dropped=_latest(state.last_purchase_dropped, max(dropped, default=None)),
     )
 
@@ -161,7 +161,7 @@ def features(state: CustomerState, today: int, windows: Windows) -> Features:
         totals = advance(state, today, windows).totals
         last_purchase = state.last_purchase
     else:
-        totals = _sum(state.days, today, windows)
+        totals = totals_at(state.days, today, windows)
         last_purchase = _latest(
             state.last_purchase_dropped,
             max((d for d, c in state.days.items() if d <= today and c.purchases), default=None),
@@ -201,7 +201,8 @@ def _add(totals: Totals, age: int, fact: Fact, windows: Windows) -> Totals:
     return totals
 
 
-def _sum(days: Mapping[int, Day], today: int, windows: Windows) -> Totals:
+def totals_at(days: Mapping[int, Day], today: int, windows: Windows) -> Totals:
+    """The window sums at `today` over the given days (days after `today` do not count)."""
     frequency = monetary = frequency_short = monetary_short = interactions = 0
     for day, counts in days.items():
         age = today - day

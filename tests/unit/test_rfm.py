@@ -1,9 +1,11 @@
 """The incremental RFM state equals a straightforward batch recomputation from the full
 history, whatever the order, the gaps, the refunds and the clock."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scorer import state_codec
 from services.scorer.rfm import (
     CustomerState,
     Fact,
@@ -131,3 +133,17 @@ def test_questions_outside_the_history_are_refused() -> None:
         except OutsideHistory:
             continue
         raise AssertionError(f"day {today} should be refused")
+
+
+@given(facts=st.lists(facts_strategy, min_size=1, max_size=40), clock=offsets)
+def test_the_stored_form_round_trips(facts: list[Fact], clock: int) -> None:
+    state = apply_all(None, facts, WINDOWS)
+    assert state is not None
+    state = advance(state, state.anchor + clock, WINDOWS)
+    assert state_codec.decode(state_codec.encode(state), WINDOWS) == state
+
+
+def test_an_unknown_stored_version_is_refused() -> None:
+    state = apply(None, Fact(START, "purchase", 1), WINDOWS)
+    with pytest.raises(state_codec.UnknownStateVersion):
+        state_codec.decode(b"\x02" + state_codec.encode(state)[1:], WINDOWS)

@@ -1,0 +1,45 @@
+"""CustomerState to bytes and back, compactly (one row per customer in PostgreSQL).
+
+Version 1 layout (msgspec msgpack): [first_day, anchor, last_purchase, last_purchase_dropped,
+[[day, purchases, purchased, refunded, interactions], ...]]. The window totals are not
+stored: they follow from the days and the anchor, and are recomputed on decoding.
+"""
+
+from types import MappingProxyType
+
+import msgspec
+
+from services.scorer.rfm import CustomerState, Day, Windows, totals_at
+
+VERSION = b"\x01"
+_Row = tuple[int, int, int, int, int]
+_Layout = tuple[int, int, int | None, int | None, list[_Row]]
+
+
+class UnknownStateVersion(ValueError):
+    pass
+
+
+def encode(state: CustomerState) -> bytes:
+    days = [
+        (day, c.purchases, c.purchased, c.refunded, c.interactions)
+        for day, c in sorted(state.days.items())
+    ]
+    layout: _Layout = (
+        state.first_day,
+        state.anchor,
+        state.last_purchase,
+        state.last_purchase_dropped,
+        days,
+    )
+    return VERSION + msgspec.msgpack.encode(layout)
+
+
+def decode(data: bytes, windows: Windows) -> CustomerState:
+    if data[:1] != VERSION:
+        raise UnknownStateVersion(f"state version {data[:1]!r} is not {VERSION!r}")
+    first_day, anchor, last_purchase, dropped, rows = msgspec.msgpack.decode(data[1:], type=_Layout)
+    days = MappingProxyType({row[0]: Day(*row[1:]) for row in rows})
+    return CustomerState(
+        first_day, anchor, days, totals_at(days, anchor, windows), last_purchase, dropped
+    )
