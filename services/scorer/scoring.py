@@ -1,0 +1,168 @@
+"""The scoring decision: one fact in, the new state, standing and (maybe) one tier change out.
+
+Pure. A customer's tier is evaluated after *every* event, in partition order, so the set of
+tier changes never depends on how records were batched (a retried batch may be cut
+differently). It is evaluated at `today` = the later of the clock's day and the latest day
+the state has seen; the clock is the wall clock, or in replay mode the latest event time.
+A change's id is derived from its cause, so the same change always has the same id.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from schemas.v1 import tiers as contract
+from services.scorer.rfm import CustomerState, Fact, Features, Windows, apply, features
+from services.scorer.rules import Levels, Ruleset, Thresholds, Tier, evaluate
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A customer's current tier and since when."""
+
+    tier: Tier
+    since: datetime
+    ruleset_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventCause:
+    source: str
+    id: str
+
+
+ClockReason = Literal["time_passed", "ruleset_activated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    change_id: str
+    customer_id: str
+    before: Standing | None
+    after: Standing
+    features: Features
+    levels: Levels
+    thresholds: Thresholds
+    threshold_mode: Literal["fixed", "population"]
+    cause: EventCause | ClockReason
+
+
+class NoTier(RuntimeError):
+    """No tier matched: a ruleset that passed its load-time probes missed a customer."""
+
+
+def score_event(
+    customer_id: str,
+    state: CustomerState | None,
+    standing: Standing | None,
+    fact: Fact,
+    cause: EventCause,
+    *,
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    windows: Windows,
+    clock_day: int,
+    now: datetime,
+) -> tuple[CustomerState, Standing, Change | None]:
+    state = apply(state, fact, windows)
+    today = max(clock_day, state.anchor)
+    found = features(state, today, windows)
+    match = evaluate(ruleset, found, thresholds)
+    if match is None:
+        raise NoTier(f"no tier matched customer {customer_id} under {ruleset.version}")
+    if standing is not None and standing.tier.id == match.tier.id:
+        return state, standing, None
+    after = Standing(match.tier, now, ruleset.version)
+    change = Change(
+        change_id(customer_id, cause),
+        customer_id,
+        standing,
+        after,
+        found,
+        match.levels,
+        thresholds,
+        ruleset.mode,
+        cause,
+    )
+    return state, after, change
+
+
+def change_id(customer_id: str, cause: EventCause | ClockReason, detail: str = "") -> str:
+    """Stable: the same cause of the same customer's change always gives the same id."""
+    reason = f"event|{cause.source}|{cause.id}" if isinstance(cause, EventCause) else cause
+    digest = hashlib.sha256(f"{customer_id}|{reason}|{detail}".encode()).hexdigest()
+    return digest[:32]
+
+
+def direction(before: Standing | None, after: Standing) -> contract.Direction:
+    if before is None:
+        return "initial"
+    if after.tier.rank > before.tier.rank:
+        return "up"
+    return "down" if after.tier.rank < before.tier.rank else "lateral"
+
+
+def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
+    """The `tierstream.tier.changed` payload (SPEC §5)."""
+    before = change.before
+    cause: contract.EventCause | contract.ClockCause = (
+        contract.EventCause(
+            kind="event", event_id=change.cause.id, event_source=change.cause.source
+        )
+        if isinstance(change.cause, EventCause)
+        else contract.ClockCause(kind="clock", reason=change.cause)
+    )
+    return contract.TierChangedV1(
+        change_id=change.change_id,
+        customer_id=change.customer_id,
+        from_tier=None if before is None else _tier(before.tier),
+        to_tier=_tier(change.after.tier),
+        direction=direction(before, change.after),
+        changed_at=change.after.since,
+        previous_tier_seconds=None
+        if before is None
+        else int((change.after.since - before.since).total_seconds()),
+        features=_features(change.features, zone),
+        levels=contract.Levels(
+            recency=change.levels.recency,
+            frequency=change.levels.frequency,
+            monetary=change.levels.monetary,
+            segment=change.levels.segment,
+        ),
+        thresholds=contract.Thresholds(
+            mode=change.threshold_mode,
+            recency_days=Decimal(change.thresholds.recency_days),
+            frequency=Decimal(change.thresholds.frequency),
+            monetary=Decimal(change.thresholds.monetary) / 100,
+        ),
+        ruleset_version=change.after.ruleset_version,
+        matched_rule=change.after.tier.id,
+        cause=cause,
+    )
+
+
+def _tier(tier: Tier) -> contract.Tier:
+    return contract.Tier(
+        id=tier.id,
+        labels=contract.TierLabels(zh=tier.label_zh, en=tier.label_en),
+        rank=tier.rank,
+        high_value=tier.high_value,
+    )
+
+
+def _features(found: Features, zone: ZoneInfo) -> contract.Features:
+    """Features are per local day: `as_of` is the start of that day in the business zone."""
+    as_of = datetime.combine(date.fromordinal(found.day), time(0), zone).astimezone(UTC)
+    return contract.Features(
+        as_of=as_of,
+        recency_days=found.recency_days,
+        frequency=found.frequency,
+        monetary=Decimal(found.monetary) / 100,
+        frequency_90d=found.frequency_90d,
+        monetary_90d=Decimal(found.monetary_90d) / 100,
+        interactions_30d=found.interactions_30d,
+        tenure_days=found.tenure_days,
+    )
