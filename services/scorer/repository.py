@@ -1,0 +1,137 @@
+"""All of the scorer's SQL. Repositories take the caller's session and never commit."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+Seen = Literal["new", "duplicate", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCustomer:
+    customer_id: str
+    state: bytes  # services/scorer/state_codec.py
+    tier: str | None
+    tier_since: datetime | None
+    ruleset_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    change_id: str
+    customer_id: str
+    changed_at: datetime
+    payload: str  # the tier.changed JSON
+
+
+_RECORD = text("""
+    INSERT INTO scorer_events (source, id, digest)
+    SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
+                         CAST(:digests AS bytea[]))
+    ON CONFLICT (source, id) DO NOTHING
+    RETURNING source, id
+""")
+_DIGESTS = text("""
+    SELECT source, id, digest FROM scorer_events
+    WHERE (source, id) IN (SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])))
+""")
+_LOAD = text("""
+    SELECT customer_id, state, tier, tier_since, ruleset_version FROM customers
+    WHERE customer_id = ANY(:ids)
+""")
+_SAVE = text("""
+    INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, updated_at)
+    SELECT *, now() FROM unnest(CAST(:ids AS text[]), CAST(:states AS bytea[]),
+                                CAST(:tiers AS text[]), CAST(:sinces AS timestamptz[]),
+                                CAST(:versions AS text[]))
+    ON CONFLICT (customer_id) DO UPDATE SET
+        state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
+        ruleset_version = excluded.ruleset_version, updated_at = now()
+""")
+_ADD_HISTORY = text("""
+    INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
+    SELECT * FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
+                         CAST(:times AS timestamptz[]), CAST(:payloads AS jsonb[]))
+    ON CONFLICT (change_id) DO NOTHING
+""")
+_HISTORY = text("""
+    SELECT change_id, customer_id, changed_at, payload::text AS payload FROM tier_history
+    WHERE customer_id = :customer_id ORDER BY changed_at, change_id
+""")
+
+
+class ScorerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record_events(
+        self, events: Sequence[tuple[str, str, bytes]]
+    ) -> dict[tuple[str, str], Seen]:
+        """Marks (source, id, digest) as seen. Keys must be unique within the call (the
+        caller dedupes a batch first); a key seen before is a duplicate, or a conflict
+        when its content digest differs."""
+        if not events:
+            return {}
+        sources, ids, digests = (list(column) for column in zip(*events, strict=True))
+        inserted = {
+            (row.source, row.id)
+            for row in await self._session.execute(
+                _RECORD, {"sources": sources, "ids": ids, "digests": digests}
+            )
+        }
+        seen: dict[tuple[str, str], Seen] = dict.fromkeys(inserted, "new")
+        others = [(s, i, d) for s, i, d in events if (s, i) not in inserted]
+        if others:
+            stored = {
+                (row.source, row.id): bytes(row.digest)
+                for row in await self._session.execute(
+                    _DIGESTS,
+                    {"sources": [s for s, _, _ in others], "ids": [i for _, i, _ in others]},
+                )
+            }
+            for source, event_id, digest in others:
+                same = stored.get((source, event_id)) == digest
+                seen[(source, event_id)] = "duplicate" if same else "conflict"
+        return seen
+
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
+        rows = await self._session.execute(_LOAD, {"ids": list(customer_ids)})
+        return {
+            row.customer_id: StoredCustomer(
+                row.customer_id, bytes(row.state), row.tier, row.tier_since, row.ruleset_version
+            )
+            for row in rows
+        }
+
+    async def save(self, customers: Sequence[StoredCustomer]) -> None:
+        if customers:
+            await self._session.execute(
+                _SAVE,
+                {
+                    "ids": [c.customer_id for c in customers],
+                    "states": [c.state for c in customers],
+                    "tiers": [c.tier for c in customers],
+                    "sinces": [c.tier_since for c in customers],
+                    "versions": [c.ruleset_version for c in customers],
+                },
+            )
+
+    async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
+        if entries:
+            await self._session.execute(
+                _ADD_HISTORY,
+                {
+                    "change_ids": [e.change_id for e in entries],
+                    "customer_ids": [e.customer_id for e in entries],
+                    "times": [e.changed_at for e in entries],
+                    "payloads": [e.payload for e in entries],
+                },
+            )
+
+    async def history(self, customer_id: str) -> list[HistoryEntry]:
+        rows = await self._session.execute(_HISTORY, {"customer_id": customer_id})
+        return [HistoryEntry(r.change_id, r.customer_id, r.changed_at, r.payload) for r in rows]

@@ -1,0 +1,87 @@
+"""The scorer's storage against a real PostgreSQL."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from devstack import migrate
+from services.db.engine import create_engine, sessions
+from services.db.unit_of_work import unit_of_work
+from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest_asyncio.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url, "test")
+    yield engine
+    await engine.dispose()
+
+
+async def test_events_are_new_then_duplicates_or_conflicts(engine: AsyncEngine) -> None:
+    make = sessions(engine)
+    async with unit_of_work(make) as session:
+        first = await ScorerRepository(session).record_events(
+            [("erp", "1", b"a"), ("erp", "2", b"b"), ("shop", "1", b"c")]
+        )
+    assert set(first.values()) == {"new"}
+    async with unit_of_work(make) as session:
+        again = await ScorerRepository(session).record_events(
+            [("erp", "1", b"a"), ("erp", "2", b"CHANGED"), ("erp", "3", b"d")]
+        )
+    assert again == {("erp", "1"): "duplicate", ("erp", "2"): "conflict", ("erp", "3"): "new"}
+
+
+async def test_a_rolled_back_batch_leaves_its_events_unseen(engine: AsyncEngine) -> None:
+    make = sessions(engine)
+
+    async def failing() -> None:
+        async with unit_of_work(make) as session:
+            await ScorerRepository(session).record_events([("erp", "9", b"x")])
+            raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    async with unit_of_work(make) as session:
+        assert await ScorerRepository(session).record_events([("erp", "9", b"x")]) == {
+            ("erp", "9"): "new"
+        }
+
+
+async def test_customers_round_trip_and_upsert(engine: AsyncEngine) -> None:
+    make = sessions(engine)
+    stored = [
+        StoredCustomer("C-1", b"\x01state", "important_value", T0, "v1"),
+        StoredCustomer("C-2", b"\x01other", None, None, None),
+    ]
+    async with unit_of_work(make) as session:
+        await ScorerRepository(session).save(stored)
+    async with unit_of_work(make) as session:
+        repository = ScorerRepository(session)
+        assert await repository.load(["C-1", "C-2", "C-3"]) == {c.customer_id: c for c in stored}
+        await repository.save([StoredCustomer("C-1", b"\x01new", "general_value", T0, "v2")])
+        assert (await repository.load(["C-1"]))["C-1"].tier == "general_value"
+
+
+async def test_history_is_kept_once_per_change_in_time_order(engine: AsyncEngine) -> None:
+    make = sessions(engine)
+    later = HistoryEntry("b", "C-1", T0.replace(hour=12), json.dumps({"n": 2}))
+    earlier = HistoryEntry("a", "C-1", T0, json.dumps({"n": 1}))
+    async with unit_of_work(make) as session:
+        await ScorerRepository(session).add_history([later, earlier])
+    async with unit_of_work(make) as session:  # redelivered: the same ids again
+        repository = ScorerRepository(session)
+        await repository.add_history([earlier])
+        history = await repository.history("C-1")
+    assert [(e.change_id, json.loads(e.payload)) for e in history] == [
+        ("a", {"n": 1}),
+        ("b", {"n": 2}),
+    ]
