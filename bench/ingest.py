@@ -99,9 +99,7 @@ def _kvh(event: Any) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     return key, value, headers
 
 
-def wrk(
-    url: str, script: str, seconds: int, connections: int, env: dict[str, str]
-) -> dict[str, str]:
+def wrk(url: str, seconds: int, connections: int, env: dict[str, str]) -> dict[str, str]:
     """wrk (C) as the load generator: a Python client would take the CPU it measures."""
     program = shutil.which("wrk")
     if program is None:
@@ -113,7 +111,7 @@ def wrk(
             f"-c{connections}",
             f"-d{seconds}s",
             "-s",
-            str(Path(__file__).with_name(script)),
+            str(Path(__file__).with_name("post.lua")),
             url,
         ],
         capture_output=True,
@@ -136,10 +134,13 @@ def post_batches(
         file.flush()
         fields = wrk(
             f"{url}/v1/events:batch",
-            "batch.lua",
             10,
             connections,
-            {"TIERSTREAM_BENCH_KEY": secret, "TIERSTREAM_BENCH_BODIES": file.name},
+            {
+                "TIERSTREAM_BENCH_KEY": secret,
+                "TIERSTREAM_BENCH_BODIES": file.name,
+                "TIERSTREAM_BENCH_CONTENT_TYPE": "application/cloudevents-batch+json",
+            },
         )
     return Figures(
         f"ingest POST /v1/events:batch ({BATCH}/request), {workers} worker(s), "
@@ -152,7 +153,13 @@ def post_batches(
 
 def post_singles(url: str, secret: str, connections: int, workers: int) -> Figures:
     fields = wrk(
-        f"{url}/v1/events", "single_event.lua", 10, connections, {"TIERSTREAM_BENCH_KEY": secret}
+        f"{url}/v1/events",
+        10,
+        connections,
+        {
+            "TIERSTREAM_BENCH_KEY": secret,
+            "TIERSTREAM_BENCH_CONTENT_TYPE": "application/cloudevents+json",
+        },
     )
     return Figures(
         f"ingest POST /v1/events (1 event/request), {workers} worker(s), "

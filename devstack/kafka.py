@@ -2,10 +2,10 @@
 
 import asyncio
 import base64
-import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -234,12 +234,19 @@ def run_isolated(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def probe(bootstrap: str, timeout: float) -> str | None:
-    """The cluster id a broker answers with over the Kafka protocol, or None."""
+    """The cluster id a broker answers with over the Kafka protocol, or None.
+
+    A plain connect comes first: while the port is closed there is nothing to ask, and the
+    Kafka client would only log a connection error per attempt."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError:
+        return None
     return run_isolated(_probe(bootstrap, limit_s=timeout))
 
 
 async def _probe(bootstrap: str, limit_s: float) -> str | None:
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "not up yet" is expected here
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(limit_s * 1000))
     try:
         async with asyncio.timeout(limit_s):

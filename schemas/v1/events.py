@@ -126,11 +126,6 @@ class _Envelope(BaseModel):
     def extensions(self) -> dict[str, str | int | bool]:
         return dict(self.model_extra or {})
 
-    @property
-    def key(self) -> tuple[str, str]:
-        """(source, id) identifies an event: posting it again is harmless."""
-        return (self.source, self.id)
-
 
 class TransactionEvent(_Envelope):
     type: Literal["tierstream.transaction"]

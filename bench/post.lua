@@ -1,4 +1,7 @@
--- wrk script: POST /v1/events with a fresh event id per request; counts every non-202.
+-- wrk script for ingest: POSTs events and counts every answer that is not 202.
+-- With TIERSTREAM_BENCH_BODIES (a file, one JSON body per line) it cycles through those
+-- bodies (batches); without, it builds one event per request with a fresh id.
+-- TIERSTREAM_BENCH_KEY: the API key; TIERSTREAM_BENCH_CONTENT_TYPE: the media type.
 local threads = {}
 
 function setup(thread)
@@ -7,15 +10,23 @@ function setup(thread)
 end
 
 function init(args)
-  counter = 0
   failures = 0
+  counter = 0
+  bodies = {}
+  local file = os.getenv("TIERSTREAM_BENCH_BODIES")
+  if file then
+    for line in io.lines(file) do table.insert(bodies, line) end
+  end
   wrk.method = "POST"
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("TIERSTREAM_BENCH_KEY")
-  wrk.headers["Content-Type"] = "application/cloudevents+json"
+  wrk.headers["Content-Type"] = os.getenv("TIERSTREAM_BENCH_CONTENT_TYPE")
 end
 
 function request()
   counter = counter + 1
+  if #bodies > 0 then
+    return wrk.format(nil, nil, nil, bodies[(counter - 1) % #bodies + 1])
+  end
   local body = string.format(
     '{"specversion":"1.0","id":"wrk-%d-%d","source":"erp/bench","type":"tierstream.transaction",' ..
     '"subject":"C-%05d","time":"2026-11-20T10:00:00+08:00","data":{"kind":"purchase",' ..
