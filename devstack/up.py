@@ -218,7 +218,7 @@ def banner(stack: Stack, secret: str) -> str:
         "",
         "tierstream is up:",
         f"  ingest    http://127.0.0.1:{ports['ingest']}    (docs: /docs)",
-        f"  scorer    http://127.0.0.1:{ports['scorer']}    (health only until its issue lands)",
+        f"  scorer    http://127.0.0.1:{ports['scorer']}    (/v1/tiers, /v1/status, /docs)",
         f"  notifier  http://127.0.0.1:{ports['notifier']}    (health only until its issue lands)",
         f"  Kafka     {stack.bootstrap}",
         f"  Postgres  {stack.database_url}",

@@ -5,10 +5,16 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from devstack.kafka import run_isolated
 from services.kafka_io.topics import ensure_topics, tierstream_topics
 from tests import stack
+
+# Examples are checked, not timed: a loaded 2-core CI machine must not turn slowness into
+# failures (generation or per-example deadlines), only wrong answers.
+settings.register_profile("tierstream", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tierstream")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ Reason = Literal[
     "invalid_event",  # decodes, but breaks the event contract
     "unsupported_type",  # a type this consumer does not know
     "conflicting_duplicate",  # same (source, id) as an applied event, different content
+    "unknown_currency",  # an amount in a currency with no configured exchange rate
 ]
 
 

@@ -71,7 +71,7 @@ class EventCause(_Frozen):
 
 class ClockCause(_Frozen):
     kind: Literal["clock"]
-    reason: Literal["time_passed", "ruleset_activated"]
+    reason: Literal["time_passed", "ruleset_activated", "thresholds_refreshed"]
 
 
 class TierChangedV1(_Frozen):

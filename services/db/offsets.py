@@ -46,6 +46,12 @@ _ADVANCE = text("""
 """)
 
 
+_POSITIONS = text("""
+    SELECT partition, next_offset FROM consumer_offsets
+    WHERE consumer = :consumer AND topic = :topic ORDER BY partition
+""")
+
+
 class OffsetStore:
     def __init__(self, session: AsyncSession, consumer: str, topic: str) -> None:
         self._session = session
@@ -56,7 +62,7 @@ class OffsetStore:
         row = (await self._session.execute(_CLAIM, self._key(partition))).one()
         return Claim(partition, row.epoch, row.next_offset)
 
-    async def advance(self, claim: Claim, next_offset: int) -> Claim:
+    async def advance(self, claim: Claim, next_offset: int | None) -> Claim:
         """Moves the partition to `next_offset`; raises Fenced if the claim is stale."""
         result = await self._session.execute(
             _ADVANCE,
@@ -73,3 +79,10 @@ class OffsetStore:
 
     def _key(self, partition: int) -> dict[str, object]:
         return {"consumer": self._consumer, "topic": self._topic, "partition": partition}
+
+    async def positions(self) -> dict[int, int | None]:
+        """Every partition's committed next offset (None: claimed, nothing consumed)."""
+        rows = await self._session.execute(
+            _POSITIONS, {"consumer": self._consumer, "topic": self._topic}
+        )
+        return {row.partition: row.next_offset for row in rows}

@@ -20,6 +20,7 @@ _PENDING = text("""
     WHERE published_at IS NULL ORDER BY id LIMIT :limit
 """)
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_COUNT = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 _LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
@@ -69,3 +70,6 @@ class Outbox:
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         await self._session.execute(_MARK, {"ids": list(ids)})
+
+    async def pending_count(self) -> int:
+        return int(await self._session.scalar(_COUNT) or 0)

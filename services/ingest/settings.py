@@ -2,15 +2,11 @@
 
 from decimal import Decimal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.config import shared as _shared
 from services.ingest.auth import ApiKey
-
-
-def _shared(name: str) -> AliasChoices:
-    """Infrastructure settings have the same name in every service."""
-    return AliasChoices(name.lower(), f"TIERSTREAM_{name}")
 
 
 class IngestSettings(BaseSettings):

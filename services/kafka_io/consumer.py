@@ -19,6 +19,7 @@ process exits and is restarted, which is safe for the same reason.
 """
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from services.db.unit_of_work import unit_of_work
 log = structlog.get_logger()
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 Handler = Callable[[AsyncSession, Batch], Awaitable[None]]
+Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[None]]
 
 
 def safe_consumer(
@@ -81,6 +83,9 @@ class PartitionedLoop:
         make_session: async_sessionmaker[AsyncSession],
         handler: Handler,
         fetch_timeout_ms: int = 500,
+        maintain: Maintenance | None = None,
+        maintain_every_s: float = 2.0,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._topic = topic
@@ -88,6 +93,10 @@ class PartitionedLoop:
         self._sessions = make_session
         self._handler = handler
         self._fetch_timeout_ms = fetch_timeout_ms
+        self._maintain = maintain
+        self._maintain_every_s = maintain_every_s
+        self._committed = committed or (lambda: None)
+        self._maintained_at = -math.inf
         self._stopping = asyncio.Event()
         self.claims: dict[TopicPartition, Claim] = {}
 
@@ -113,7 +122,13 @@ class PartitionedLoop:
         )
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            if self._maintain is not None and (
+                loop.time() - self._maintained_at >= self._maintain_every_s
+            ):
+                await self._maintenance()
+                self._maintained_at = loop.time()
             batch = await self._consumer.getmany(timeout_ms=self._fetch_timeout_ms)
             batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
             if batch:
@@ -132,6 +147,26 @@ class PartitionedLoop:
             await self._rewind(batch, TopicPartition(self._topic, fenced.partition))
             return
         self.claims.update(advanced)
+        self._committed()
+
+    async def _maintenance(self) -> None:
+        """Work that is not driven by records (the day boundary, a new ruleset) on the
+        partitions held, in one transaction fenced like a batch: every claim is re-checked
+        by a compare-and-set that leaves its offset where it is."""
+        claims = dict(self.claims)
+        if not claims or self._maintain is None:
+            return
+        try:
+            async with unit_of_work(self._sessions) as session:
+                await self._maintain(session, sorted(tp.partition for tp in claims))
+                store = OffsetStore(session, self._name, self._topic)
+                for claim in claims.values():
+                    await store.advance(claim, claim.next_offset)
+        except Fenced as fenced:
+            log.warning("fenced", consumer=self._name, reason=str(fenced))
+            await self._rewind({}, TopicPartition(self._topic, fenced.partition))
+            return
+        self._committed()
 
     async def _rewind(self, batch: Batch, lost: TopicPartition) -> None:
         """After the rollback: the lost partition is dropped and paused until a rebalance

@@ -1,30 +1,244 @@
-"""Wiring of scorer. Until its issue lands it only says it is alive and not ready."""
+"""Wiring of the scorer: settings, engine, consumer, producer, loop, relay and API are built,
+started and closed here and nowhere else.
 
+Three tasks run beside the HTTP API: the consumer loop (services/kafka_io/consumer.py with
+the scorer's handler), the outbox relay, and a small task that refreshes the consumer-lag
+and customers-per-tier gauges. If the loop or the relay fails (PostgreSQL or Kafka gone),
+the process exits non-zero and is restarted: everything it did is either committed with its
+offsets or not at all. SIGTERM finishes the batch in hand, commits it and stops.
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from schemas.v1 import topics
+from services.db.engine import create_engine, sessions
+from services.db.unit_of_work import unit_of_work
+from services.ingest.main import start_producer
+from services.kafka_io.consumer import PartitionedLoop, safe_consumer
+from services.kafka_io.producer import safe_producer
+from services.kafka_io.relay import Relay
 from services.logs import configure_logging
+from services.scorer.api import create_app
+from services.scorer.consumer import ScorerHandler
+from services.scorer.facts import local_day
+from services.scorer.metrics import ScorerMetrics
+from services.scorer.queries import Queries
+from services.scorer.rfm import Windows
+from services.scorer.rulebook import Rulebook
 from services.scorer.settings import ScorerSettings
-from services.web import problems
-from services.web.health import health_router
+from services.scorer.workset import OutTopics, Scoring
+
+log = structlog.get_logger()
+CONSUMER = "scorer"
 
 
-async def _not_built() -> str:
-    return "the scorer is not built yet: it consumes nothing"
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
-def build() -> FastAPI:
-    app = FastAPI(title="tierstream scorer", version="0.0.0")
-    problems.install(app)
-    app.include_router(health_router(CollectorRegistry(), {"consumer": _not_built}))
-    return app
+def scoring_of(settings: ScorerSettings) -> Scoring:
+    return Scoring(
+        zone=ZoneInfo(settings.timezone),
+        windows=Windows(
+            settings.window_main_days,
+            settings.window_short_days,
+            settings.window_interactions_days,
+            settings.as_of_history_days,
+        ),
+        base_currency=settings.base_currency,
+        rates=settings.exchange_rates,
+    )
+
+
+class Scorer:
+    """The running parts of one scorer instance; `now` is the wall clock unless a test
+    controls it."""
+
+    def __init__(
+        self,
+        settings: ScorerSettings,
+        *,
+        registry: CollectorRegistry,
+        now: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        prefix = settings.topic_prefix
+        self.settings = settings
+        self.topic = prefix + topics.CUSTOMER_EVENTS
+        self.scoring = scoring_of(settings)
+        self.now = now
+        self.engine = create_engine(settings.database_url, "scorer", pool_size=4)
+        self.sessions = sessions(self.engine)
+        self.consumer = safe_consumer(
+            settings.kafka_bootstrap_servers,
+            settings.group_id,
+            f"scorer-{socket.gethostname()}-{os.getpid()}",
+            settings.max_poll_records,
+        )
+        self.producer = safe_producer(
+            settings.kafka_bootstrap_servers, "tierstream-scorer", request_timeout_s=10.0
+        )
+        self.metrics = ScorerMetrics(registry)
+        self.rulebook = Rulebook(
+            self.topic,
+            settings.ruleset_file.read_text(encoding="utf-8"),
+            refresh=timedelta(seconds=settings.population_refresh_seconds),
+            main_window=settings.window_main_days,
+        )
+        self.handler = ScorerHandler(
+            topic=self.topic,
+            scoring=self.scoring,
+            rulebook=self.rulebook,
+            topics=OutTopics(
+                prefix + topics.TIER_CHANGES,
+                prefix + topics.CUSTOMER_TIERS,
+                prefix + topics.DEAD_LETTERS,
+            ),
+            clock=settings.clock,
+            now=now,
+            metrics=self.metrics,
+        )
+        self.loop = PartitionedLoop(
+            self.consumer,
+            topic=self.topic,
+            name=CONSUMER,
+            make_session=self.sessions,
+            handler=self.handler,
+            maintain=self.handler.maintain,
+            maintain_every_s=settings.maintain_every_seconds,
+            committed=self.handler.committed,
+        )
+        self.relay = Relay(self.producer, self.sessions)
+        self.queries = Queries(
+            self.sessions,
+            self.rulebook,
+            self.scoring,
+            topic=self.topic,
+            consumer=CONSUMER,
+            clock=settings.clock,
+            now=now,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def start(self) -> None:
+        timeout = self.settings.startup_timeout_seconds
+        await start_producer(self.producer, timeout)
+        async with asyncio.timeout(timeout):
+            await self.consumer.start()
+        wall = self.now()
+        async with unit_of_work(self.sessions) as session:
+            await self.rulebook.refresh(session, local_day(wall, self.scoring.zone), wall)
+        self.loop.subscribe()
+        for name, work in (
+            ("loop", self.loop.run),
+            ("relay", self.relay.run),
+            ("gauges", self._gauges),
+        ):
+            task = asyncio.create_task(work(), name=name)
+            task.add_done_callback(self._watch)
+            self._tasks.append(task)
+        log.info(
+            "scorer_started",
+            topic=self.topic,
+            ruleset=self.rulebook.standard.key,
+            clock=self.settings.clock,
+        )
+
+    async def stop(self) -> None:
+        """Drain: the loop finishes and commits its batch, the relay its round; then close."""
+        self.loop.stop()
+        self.relay.stop()
+        for task in self._tasks:
+            if task.get_name() == "gauges":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.consumer.stop()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        await self.engine.dispose()
+        log.info("scorer_stopped")
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.failed.done():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("scorer_task_failed", task=task.get_name(), error=repr(error))
+            self.failed.set_result(error)
+
+    async def _gauges(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            lags = {
+                tp.partition: max((self.consumer.highwater(tp) or 0) - (claim.next_offset or 0), 0)
+                for tp, claim in list(self.loop.claims.items())
+            }
+            self.metrics.set_lag(CONSUMER, lags)
+            self.metrics.set_customers(await self.queries.tier_counts())
+
+
+def build(
+    settings: ScorerSettings, *, registry: CollectorRegistry, on_failure: Callable[[], None]
+) -> FastAPI:
+    """Must run inside the event loop that will serve (aiokafka binds to it)."""
+    holder: dict[str, Scorer] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scorer = holder["scorer"] = Scorer(settings, registry=registry)
+        app.state.queries = scorer.queries
+        app.state.consumer = scorer.consumer
+        await scorer.start()
+        scorer.failed.add_done_callback(lambda _: on_failure())
+        try:
+            yield
+        finally:
+            await scorer.stop()
+
+    return create_app(registry=registry, lifespan=lifespan)
 
 
 def main() -> None:
     settings = ScorerSettings()
     configure_logging(settings.log_level, "scorer")
-    uvicorn.run(build(), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    server: uvicorn.Server | None = None
+    failures: list[str] = []
+
+    def on_failure() -> None:
+        failures.append("a scorer task failed")
+        if server is not None:
+            server.should_exit = True
+
+    def factory() -> FastAPI:
+        return build(settings, registry=CollectorRegistry(), on_failure=on_failure)
+
+    config = uvicorn.Config(
+        factory,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures or not server.started:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

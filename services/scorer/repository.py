@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,12 @@ class StoredCustomer:
     tier: str | None
     tier_since: datetime | None
     ruleset_version: str | None
+    partition: int = 0
+    due_day: int = 0  # the first day time alone could change the tier (scoring.due_day)
+    change_id: str | None = None  # the change that put the customer in `tier`
+    frequency: int = 0  # main window, at the last evaluation (population thresholds)
+    monetary: int = 0
+    last_purchase_day: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +46,60 @@ _DIGESTS = text("""
     WHERE (source, id) IN (SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])))
 """)
 _LOAD = text("""
-    SELECT customer_id, state, tier, tier_since, ruleset_version FROM customers
-    WHERE customer_id = ANY(:ids)
+    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
+           frequency, monetary, last_purchase_day
+    FROM customers WHERE customer_id = ANY(:ids)
+""")
+_DUE = text("""
+    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
+           frequency, monetary, last_purchase_day
+    FROM customers
+    WHERE partition = :partition AND due_day <= :day AND customer_id > :after
+    ORDER BY customer_id LIMIT :limit
+""")
+_PAGE = text("""
+    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
+           frequency, monetary, last_purchase_day
+    FROM customers
+    WHERE partition = :partition AND customer_id > :after ORDER BY customer_id LIMIT :limit
 """)
 _SAVE = text("""
-    INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, updated_at)
+    INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, partition,
+                           due_day, change_id, frequency, monetary, last_purchase_day,
+                           updated_at)
     SELECT *, now() FROM unnest(CAST(:ids AS text[]), CAST(:states AS bytea[]),
                                 CAST(:tiers AS text[]), CAST(:sinces AS timestamptz[]),
-                                CAST(:versions AS text[]))
+                                CAST(:versions AS text[]), CAST(:partitions AS int[]),
+                                CAST(:dues AS int[]), CAST(:change_ids AS text[]),
+                                CAST(:frequencies AS int[]), CAST(:monetaries AS bigint[]),
+                                CAST(:last_purchases AS int[]))
     ON CONFLICT (customer_id) DO UPDATE SET
         state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
-        ruleset_version = excluded.ruleset_version, updated_at = now()
+        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
+        due_day = excluded.due_day, change_id = excluded.change_id,
+        frequency = excluded.frequency, monetary = excluded.monetary,
+        last_purchase_day = excluded.last_purchase_day, updated_at = now()
+""")
+_BY_TIER = text("""
+    SELECT customer_id, tier, tier_since FROM customers
+    WHERE tier = :tier AND customer_id > :after ORDER BY customer_id LIMIT :limit
+""")
+_COUNTS = text("SELECT tier, count(*) AS n FROM customers WHERE tier IS NOT NULL GROUP BY tier")
+_POPULATION = text("""
+    SELECT count(*) AS active, avg(frequency) AS frequency, avg(monetary) AS monetary,
+           avg(:today - last_purchase_day) AS recency_days
+    FROM customers WHERE frequency > 0 AND last_purchase_day > :today - :window
 """)
 _ADD_HISTORY = text("""
+    INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
+    SELECT change_id, customer_id, changed_at, payload
+    FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
+                CAST(:times AS timestamptz[]), CAST(:payloads AS jsonb[]))
+         WITH ORDINALITY AS t(change_id, customer_id, changed_at, payload, n)
+    ORDER BY n
+    ON CONFLICT (change_id) DO NOTHING
+""")
+_HISTORY = text("""
     INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
     SELECT * FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
                          CAST(:times AS timestamptz[]), CAST(:payloads AS jsonb[]))
@@ -60,7 +107,7 @@ _ADD_HISTORY = text("""
 """)
 _HISTORY = text("""
     SELECT change_id, customer_id, changed_at, payload::text AS payload FROM tier_history
-    WHERE customer_id = :customer_id ORDER BY changed_at, change_id
+    WHERE customer_id = :customer_id ORDER BY changed_at, seq
 """)
 
 
@@ -100,12 +147,25 @@ class ScorerRepository:
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
         rows = await self._session.execute(_LOAD, {"ids": list(customer_ids)})
-        return {
-            row.customer_id: StoredCustomer(
-                row.customer_id, bytes(row.state), row.tier, row.tier_since, row.ruleset_version
-            )
-            for row in rows
-        }
+        return {row.customer_id: _customer(row) for row in rows}
+
+    async def due(
+        self, partition: int, day: int, after: str = "", limit: int = 5000
+    ) -> list[StoredCustomer]:
+        """Customers of the partition whose due day has come, in id order after `after`."""
+        rows = await self._session.execute(
+            _DUE, {"partition": partition, "day": day, "after": after, "limit": limit}
+        )
+        return [_customer(row) for row in rows]
+
+    async def page(
+        self, partition: int, after: str = "", limit: int = 5000
+    ) -> list[StoredCustomer]:
+        """Every customer of the partition, a page at a time, in id order after `after`."""
+        rows = await self._session.execute(
+            _PAGE, {"partition": partition, "after": after, "limit": limit}
+        )
+        return [_customer(row) for row in rows]
 
     async def save(self, customers: Sequence[StoredCustomer]) -> None:
         if customers:
@@ -117,8 +177,30 @@ class ScorerRepository:
                     "tiers": [c.tier for c in customers],
                     "sinces": [c.tier_since for c in customers],
                     "versions": [c.ruleset_version for c in customers],
+                    "partitions": [c.partition for c in customers],
+                    "dues": [c.due_day for c in customers],
+                    "change_ids": [c.change_id for c in customers],
+                    "frequencies": [c.frequency for c in customers],
+                    "monetaries": [c.monetary for c in customers],
+                    "last_purchases": [c.last_purchase_day for c in customers],
                 },
             )
+
+    async def in_tier(self, tier: str, after: str, limit: int) -> list[tuple[str, datetime]]:
+        """(customer id, since) of customers in `tier`, in id order after `after`."""
+        rows = await self._session.execute(_BY_TIER, {"tier": tier, "after": after, "limit": limit})
+        return [(row.customer_id, row.tier_since) for row in rows]
+
+    async def ping(self) -> None:
+        await self._session.execute(text("SELECT 1"))
+
+    async def tier_counts(self) -> dict[str, int]:
+        return {row.tier: row.n for row in await self._session.execute(_COUNTS)}
+
+    async def population(self, today: int, window: int) -> tuple[int, Any, Any, Any]:
+        """(customers active in the main window, mean frequency, monetary, recency_days)."""
+        row = (await self._session.execute(_POPULATION, {"today": today, "window": window})).one()
+        return row.active, row.frequency, row.monetary, row.recency_days
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         if entries:
@@ -135,3 +217,19 @@ class ScorerRepository:
     async def history(self, customer_id: str) -> list[HistoryEntry]:
         rows = await self._session.execute(_HISTORY, {"customer_id": customer_id})
         return [HistoryEntry(r.change_id, r.customer_id, r.changed_at, r.payload) for r in rows]
+
+
+def _customer(row: Any) -> StoredCustomer:
+    return StoredCustomer(
+        row.customer_id,
+        bytes(row.state),
+        row.tier,
+        row.tier_since,
+        row.ruleset_version,
+        row.partition,
+        row.due_day,
+        row.change_id,
+        row.frequency,
+        row.monetary,
+        row.last_purchase_day,
+    )

@@ -13,8 +13,9 @@ with at most two decimals are exact below 10^12 (the spacing of doubles there is
 below a cent, and rounding is monotonic), so `monetary_90d >= 100000` means what it says.
 """
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -104,6 +105,13 @@ class Ruleset:
     mode: Literal["fixed", "population"]
     thresholds: Thresholds  # the fixed ones; in population mode, the starting point
     tiers: tuple[Tier, ...]
+    # The variables the conditions read (over-approximated): a tier is a function of them
+    # alone, so `evaluate` memoizes on their values (CEL has no side effects or clock).
+    references: frozenset[str] = frozenset((*NUMBERS, *TEXTS))
+    memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
+
+    def tier(self, tier_id: str) -> Tier | None:
+        return next((tier for tier in self.tiers if tier.id == tier_id), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +149,35 @@ def levels(features: Features, thresholds: Thresholds) -> Levels:
     return Levels(r, f, m, SEGMENTS[(r, f, m)])
 
 
+MEMO_SIZE = 100_000
+_NONE = -1
+
+
 def evaluate(ruleset: Ruleset, features: Features, thresholds: Thresholds) -> Match | None:
     """The first tier whose condition holds, or None when none does."""
     found = levels(features, thresholds)
     data = activation(features, found)
-    for tier in ruleset.tiers:
-        if _holds(tier, data):
-            return Match(tier, found)
-    return None
+    key = tuple(data[name] for name in sorted(ruleset.references))
+    index = ruleset.memo.get(key)
+    if index is None:
+        index = next((i for i, tier in enumerate(ruleset.tiers) if _holds(tier, data)), _NONE)
+        if len(ruleset.memo) >= MEMO_SIZE:
+            ruleset.memo.clear()
+        ruleset.memo[key] = index
+    return None if index == _NONE else Match(ruleset.tiers[index], found)
+
+
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def references(conditions: list[str]) -> frozenset[str]:
+    """The variables a condition may read: every name outside string literals (a name
+    inside an odd literal only makes the set larger, which is safe)."""
+    names: set[str] = set()
+    for condition in conditions:
+        names.update(_NAME.findall(_STRING.sub(" ", condition)))
+    return frozenset(names & {*NUMBERS, *TEXTS})
 
 
 def activation(features: Features, found: Levels) -> dict[str, object]:
@@ -208,7 +237,13 @@ def load(text: str, source: str = "ruleset") -> Ruleset:
     thresholds = Thresholds(
         spec.thresholds.recency_days, spec.thresholds.frequency, int(spec.thresholds.monetary * 100)
     )
-    ruleset = Ruleset(spec.version, spec.thresholds.mode, thresholds, tuple(tiers))
+    ruleset = Ruleset(
+        spec.version,
+        spec.thresholds.mode,
+        thresholds,
+        tuple(tiers),
+        references([tier.condition for tier in spec.tiers]),
+    )
     if not problems:
         problems += _probe(ruleset)
     if problems:

@@ -34,7 +34,7 @@ class EventCause:
     id: str
 
 
-ClockReason = Literal["time_passed", "ruleset_activated"]
+ClockReason = Literal["time_passed", "ruleset_activated", "thresholds_refreshed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +50,27 @@ class Change:
     cause: EventCause | ClockReason
 
 
+@dataclass(frozen=True, slots=True)
+class Standard:
+    """What customers are scored with: a ruleset and the thresholds in force (fixed, or the
+    population's current ones). `key` changes exactly when customers must be re-tiered."""
+
+    ruleset: Ruleset
+    thresholds: Thresholds
+
+    @property
+    def key(self) -> str:
+        if self.ruleset.mode == "fixed":
+            return self.ruleset.version
+        t = self.thresholds
+        return f"{self.ruleset.version}@r{t.recency_days}f{t.frequency}m{t.monetary}"
+
+
 class NoTier(RuntimeError):
     """No tier matched: a ruleset that passed its load-time probes missed a customer."""
+
+
+NEVER = date.max.toordinal()  # a due day for a customer time can no longer move
 
 
 def score_event(
@@ -67,17 +86,77 @@ def score_event(
     clock_day: int,
     now: datetime,
 ) -> tuple[CustomerState, Standing, Change | None]:
+    """The state after one more event, and the tier change it causes, if any."""
     state = apply(state, fact, windows)
-    today = max(clock_day, state.anchor)
+    standing, change = decide(
+        customer_id,
+        state,
+        standing,
+        today=max(clock_day, state.anchor),
+        new_id=change_id(customer_id, cause),
+        cause=cause,
+        ruleset=ruleset,
+        thresholds=thresholds,
+        windows=windows,
+        now=now,
+    )
+    return state, standing, change
+
+
+def rescore(
+    customer_id: str,
+    state: CustomerState,
+    standing: Standing | None,
+    *,
+    day: int,
+    cause: ClockReason,
+    detail: str,
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    windows: Windows,
+    now: datetime,
+) -> tuple[Standing, Change | None]:
+    """The tier at `day` (or the customer's latest day, if later) with nothing new but time,
+    the ruleset or the thresholds; `detail` names what moved (the day, the version, the
+    thresholds), so a change's id is the same however often it is computed."""
+    return decide(
+        customer_id,
+        state,
+        standing,
+        today=max(day, state.anchor),
+        new_id=change_id(customer_id, cause, detail),
+        cause=cause,
+        ruleset=ruleset,
+        thresholds=thresholds,
+        windows=windows,
+        now=now,
+    )
+
+
+def decide(
+    customer_id: str,
+    state: CustomerState,
+    standing: Standing | None,
+    *,
+    today: int,
+    new_id: str,
+    cause: EventCause | ClockReason,
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    windows: Windows,
+    now: datetime,
+) -> tuple[Standing, Change | None]:
     found = features(state, today, windows)
     match = evaluate(ruleset, found, thresholds)
     if match is None:
         raise NoTier(f"no tier matched customer {customer_id} under {ruleset.version}")
     if standing is not None and standing.tier.id == match.tier.id:
-        return state, standing, None
+        if standing.ruleset_version != ruleset.version or standing.tier != match.tier:
+            standing = Standing(match.tier, standing.since, ruleset.version)
+        return standing, None
     after = Standing(match.tier, now, ruleset.version)
     change = Change(
-        change_id(customer_id, cause),
+        new_id,
         customer_id,
         standing,
         after,
@@ -87,7 +166,31 @@ def score_event(
         ruleset.mode,
         cause,
     )
-    return state, after, change
+    return after, change
+
+
+def due_day(
+    state: CustomerState, today: int, *, ruleset: Ruleset, thresholds: Thresholds, windows: Windows
+) -> int:
+    """The first day after `today` on which time alone could change the customer's tier:
+    a day leaves a window (d is in a W-day window until d + W), or recency crosses the R
+    threshold. Conditions that read recency_days or tenure_days can change any day. Early
+    is safe (the customer is only evaluated again); late would miss a change."""
+    if ruleset.references & {"recency_days", "tenure_days"}:
+        return today + 1
+    due = NEVER
+    if state.last_purchase is not None:
+        crossing = state.last_purchase + thresholds.recency_days + 1
+        if crossing > today:
+            due = crossing
+    for day, counts in state.days.items():
+        if counts.purchases or counts.refunded:
+            for width in (windows.main, windows.short):
+                if today < day + width < due:
+                    due = day + width
+        if counts.interactions and today < day + windows.interactions < due:
+            due = day + windows.interactions
+    return due
 
 
 def change_id(customer_id: str, cause: EventCause | ClockReason, detail: str = "") -> str:
@@ -118,14 +221,14 @@ def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
     return contract.TierChangedV1(
         change_id=change.change_id,
         customer_id=change.customer_id,
-        from_tier=None if before is None else _tier(before.tier),
-        to_tier=_tier(change.after.tier),
+        from_tier=None if before is None else tier_contract(before.tier),
+        to_tier=tier_contract(change.after.tier),
         direction=direction(before, change.after),
         changed_at=change.after.since,
         previous_tier_seconds=None
         if before is None
         else int((change.after.since - before.since).total_seconds()),
-        features=_features(change.features, zone),
+        features=to_features(change.features, zone),
         levels=contract.Levels(
             recency=change.levels.recency,
             frequency=change.levels.frequency,
@@ -144,7 +247,7 @@ def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
     )
 
 
-def _tier(tier: Tier) -> contract.Tier:
+def tier_contract(tier: Tier) -> contract.Tier:
     return contract.Tier(
         id=tier.id,
         labels=contract.TierLabels(zh=tier.label_zh, en=tier.label_en),
@@ -153,7 +256,7 @@ def _tier(tier: Tier) -> contract.Tier:
     )
 
 
-def _features(found: Features, zone: ZoneInfo) -> contract.Features:
+def to_features(found: Features, zone: ZoneInfo) -> contract.Features:
     """Features are per local day: `as_of` is the start of that day in the business zone."""
     as_of = datetime.combine(date.fromordinal(found.day), time(0), zone).astimezone(UTC)
     return contract.Features(

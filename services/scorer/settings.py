@@ -1,7 +1,16 @@
-"""Settings of the scorer service (environment, `TIERSTREAM_` prefix), built once in main."""
+"""Settings of the scorer service (environment, `TIERSTREAM_SCORER_` prefix; infrastructure
+settings shared by every service under `TIERSTREAM_`), built once in main."""
 
-from pydantic import AliasChoices, Field
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.config import shared
+
+DEFAULT_RULESET = Path(__file__).parent / "rulesets" / "default.yaml"
 
 
 class ScorerSettings(BaseSettings):
@@ -9,8 +18,41 @@ class ScorerSettings(BaseSettings):
         env_prefix="TIERSTREAM_SCORER_", frozen=True, extra="forbid", populate_by_name=True
     )
 
-    log_level: str = Field(
-        "INFO", validation_alias=AliasChoices("log_level", "TIERSTREAM_LOG_LEVEL")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=shared("KAFKA_BOOTSTRAP_SERVERS")
     )
+    database_url: str = Field(
+        "postgresql+asyncpg://tierstream@127.0.0.1:5432/tierstream",
+        validation_alias=shared("DATABASE_URL"),
+    )
+    topic_prefix: str = Field("", validation_alias=shared("TOPIC_PREFIX"))
+    timezone: str = Field("UTC", validation_alias=shared("TIMEZONE"))
+    base_currency: str = Field(
+        "CNY", pattern=r"^[A-Z]{3}$", validation_alias=shared("BASE_CURRENCY")
+    )
+    exchange_rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        validation_alias=shared("EXCHANGE_RATES"),
+        description='JSON: {"USD": "7.10"} units of base currency per unit',
+    )
+    log_level: str = Field("INFO", validation_alias=shared("LOG_LEVEL"))
+
     host: str = "127.0.0.1"
     port: int = 8082
+    group_id: str = "tierstream-scorer"
+    clock: Literal["wall", "event"] = Field(
+        "wall", description="wall: now is the wall clock; event: the latest event time (replay)"
+    )
+    ruleset_file: Path = Field(
+        DEFAULT_RULESET, description="activated at start when no ruleset was ever activated"
+    )
+    window_main_days: int = Field(365, ge=1)
+    window_short_days: int = Field(90, ge=1)
+    window_interactions_days: int = Field(30, ge=1)
+    as_of_history_days: int = Field(365, ge=0, description="how far back as_of can look")
+    max_poll_records: int = Field(2000, ge=1)
+    maintain_every_seconds: float = Field(
+        5.0, gt=0, description="day-boundary sweep and ruleset checks between batches"
+    )
+    population_refresh_seconds: int = Field(300, ge=1)
+    startup_timeout_seconds: float = Field(60.0, gt=0)

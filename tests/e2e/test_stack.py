@@ -80,8 +80,10 @@ def test_everything_answers_and_an_event_reaches_kafka(
     assert oct((state / "ingest-api-key").stat().st_mode)[-3:] == "600"
     for service in ("ingest", "scorer", "notifier"):
         assert httpx.get(f"http://127.0.0.1:{ports[service]}/healthz").status_code == 200
-    # Scorer and notifier are not built yet and must not claim to be ready.
-    assert httpx.get(f"http://127.0.0.1:{ports['scorer']}/readyz").status_code == 503
+    scorer = f"http://127.0.0.1:{ports['scorer']}"
+    _wait_for(
+        lambda: httpx.get(f"{scorer}/readyz").status_code == 200, 60, "the scorer is not ready"
+    )
 
     event = transaction(event_id="e2e-1")
     response = httpx.post(
@@ -94,6 +96,18 @@ def test_everything_answers_and_an_event_reaches_kafka(
         read_all(f"127.0.0.1:{ports['kafka']}", "tierstream.customer-events.v1", expected=1)
     )
     assert message.headers["ce_id"] == b"e2e-1"
+    _wait_for(
+        lambda: httpx.get(f"{scorer}/v1/customers/{event['subject']}").status_code == 200,
+        60,
+        "the scorer did not score the event",
+    )
+    answer = httpx.get(f"{scorer}/v1/customers/{event['subject']}").json()
+    assert answer["tier"]["id"] == answer["why"]["matched_rule"]
+    assert answer["why"]["features"]["frequency"] == 1
+    [change] = run_isolated(
+        read_all(f"127.0.0.1:{ports['kafka']}", "tierstream.tier-changes.v1", expected=1)
+    )
+    assert change.headers["ce_id"].decode() == answer["change_id"]
 
 
 def test_a_chunked_oversize_body_is_cut_off_with_413(

@@ -6,17 +6,19 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schemas.v1.tiers import TierChangedV1
 from services.scorer import rules
-from services.scorer.rfm import CustomerState, Fact, Windows
+from services.scorer.rfm import CustomerState, Fact, Features, Windows, apply_all
 from services.scorer.scoring import (
     Change,
     EventCause,
     Standing,
     change_id,
+    due_day,
+    rescore,
     score_event,
     to_contract,
 )
@@ -112,3 +114,174 @@ def test_the_tier_after_every_event_is_the_rules_on_the_oracle(
         assert standing.tier.id == expected.tier.id
         assert (change is not None) == (standing.tier.id != previous)
         previous = standing.tier.id
+
+
+ACTIVE = rules.load("""
+version: busy-1
+thresholds: {mode: fixed, recency_days: 30, frequency: 2, monetary: "500.00"}
+tiers:
+  - id: engaged
+    labels: {zh: 活跃, en: Engaged}
+    rank: 3
+    high_value: true
+    condition: interactions_30d >= 2 && monetary_90d > 1000
+  - id: steady
+    labels: {zh: 稳定, en: Steady}
+    rank: 2
+    high_value: false
+    condition: f == "high" || frequency_90d >= 3
+  - id: rest
+    labels: {zh: 其他, en: Rest}
+    rank: 1
+    high_value: false
+    condition: "true"
+""")
+
+
+SHORT_R = rules.load(
+    (Path(rules.__file__).parent / "rulesets" / "default.yaml")
+    .read_text()
+    .replace("version: rfm-segments-1", "version: short-r")
+    .replace("recency_days: 90", "recency_days: 30")
+)
+
+recent = st.builds(
+    Fact,
+    day=st.integers(START - 100, START),
+    kind=st.sampled_from(["purchase", "refund", "interaction"]),
+    amount=st.sampled_from([1, 50_000, 100_000, 600_000, 2_000_000]),
+).map(lambda f: f if f.kind in ("purchase", "refund") else Fact(f.day, f.kind))
+
+
+@settings(max_examples=500)
+@given(
+    history=st.one_of(st.lists(recent, min_size=1, max_size=6), st.lists(facts, max_size=25)),
+    start=st.integers(0, 120),
+    ruleset=st.sampled_from([RULESET, ACTIVE, SHORT_R]),
+)
+@example(  # money leaves the 90-day window while the interactions are still recent
+    history=[
+        Fact(START - 80, "purchase", 600_000),
+        Fact(START - 10, "interaction"),
+        Fact(START - 5, "interaction"),
+    ],
+    start=0,
+    ruleset=ACTIVE,
+)
+@example(  # the interactions leave their 30-day window first
+    history=[
+        Fact(START - 25, "interaction"),
+        Fact(START - 20, "interaction"),
+        Fact(START - 5, "purchase", 600_000),
+    ],
+    start=0,
+    ruleset=ACTIVE,
+)
+@example(history=[Fact(START - 3, "purchase", 2_000_000)], start=0, ruleset=SHORT_R)
+def test_nothing_changes_before_the_due_day(
+    history: list[Fact], start: int, ruleset: rules.Ruleset
+) -> None:
+    """The sweep only looks at customers whose due day has come: between today and that
+    day, the tier must not move (the oracle's tier, day by day)."""
+    state = apply_all(None, history, WINDOWS)
+    if state is None:
+        return
+    today = max(START + start, state.anchor)
+    due = due_day(state, today, ruleset=ruleset, thresholds=ruleset.thresholds, windows=WINDOWS)
+    assert due > today
+    tier_then = rules.evaluate(ruleset, oracle(history, today), ruleset.thresholds)
+    for day in range(today + 1, min(due, today + 800)):
+        tier = rules.evaluate(ruleset, oracle(history, day), ruleset.thresholds)
+        assert tier is not None
+        assert tier_then is not None
+        assert tier.tier.id == tier_then.tier.id, f"moved on day {day - today} before due"
+
+
+def test_a_ruleset_reading_recency_is_due_every_day() -> None:
+    reader = rules.load(
+        ACTIVE_TEXT_WITH_RECENCY := """
+version: r-1
+thresholds: {mode: fixed, recency_days: 30, frequency: 2, monetary: "500.00"}
+tiers:
+  - {id: fresh, labels: {zh: 新, en: Fresh}, rank: 2, high_value: false,
+     condition: "recency_days != null && recency_days < 7"}
+  - {id: rest, labels: {zh: 其他, en: Rest}, rank: 1, high_value: false, condition: "true"}
+"""
+    )
+    assert "recency_days" in ACTIVE_TEXT_WITH_RECENCY
+    state = apply_all(None, [Fact(START, "purchase", 100)], WINDOWS)
+    assert state is not None
+    assert due_day(state, START, ruleset=reader, thresholds=reader.thresholds, windows=WINDOWS) == (
+        START + 1
+    )
+
+
+@given(
+    features=st.lists(
+        st.builds(
+            Features,
+            day=st.just(START),
+            recency_days=st.one_of(st.none(), st.integers(0, 400)),
+            frequency=st.integers(0, 6),
+            monetary=st.integers(-100_000, 2_000_000),
+            frequency_90d=st.integers(0, 6),
+            monetary_90d=st.integers(-100_000, 2_000_000),
+            interactions_30d=st.integers(0, 4),
+            tenure_days=st.integers(0, 900),
+        ),
+        max_size=30,
+    )
+)
+def test_memoized_evaluation_equals_evaluating_every_condition(features: list[Features]) -> None:
+    for found in features:
+        for ruleset in (RULESET, ACTIVE):
+            memoized = rules.evaluate(ruleset, found, ruleset.thresholds)
+            data = rules.activation(found, rules.levels(found, ruleset.thresholds))
+            direct = next(t for t in ruleset.tiers if t.program.eval(data=data).value() is True)
+            assert memoized is not None
+            assert memoized.tier.id == direct.id
+
+
+def test_references_ignore_names_inside_string_literals() -> None:
+    assert rules.references(['segment == "recency_days"', "'tenure_days' != r"]) == {
+        "segment",
+        "r",
+    }
+    assert ACTIVE.references == {"interactions_30d", "monetary_90d", "f", "frequency_90d"}
+
+
+def test_rescoring_after_time_passed_names_the_day() -> None:
+    [(standing, _)] = run([Fact(START, "purchase", 2_000_000)])
+    state = apply_all(None, [Fact(START, "purchase", 2_000_000)], WINDOWS)
+    assert state is not None
+    assert standing.tier.id == "important_develop"
+    same, nothing = rescore(
+        "C-1",
+        state,
+        standing,
+        day=START + 90,
+        cause="time_passed",
+        detail=str(START + 90),
+        ruleset=RULESET,
+        thresholds=RULESET.thresholds,
+        windows=WINDOWS,
+        now=NOW,
+    )
+    assert nothing is None
+    assert same == standing
+    after, change = rescore(
+        "C-1",
+        state,
+        standing,
+        day=START + 91,
+        cause="time_passed",
+        detail=str(START + 91),
+        ruleset=RULESET,
+        thresholds=RULESET.thresholds,
+        windows=WINDOWS,
+        now=NOW,
+    )
+    assert change is not None
+    assert after.tier.id == "important_winback"
+    assert change.change_id == change_id("C-1", "time_passed", str(START + 91))
+    assert to_contract(change, ZoneInfo("UTC")).direction == "down"

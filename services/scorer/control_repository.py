@@ -1,0 +1,172 @@
+"""The scorer's control data in SQL: each partition's clock and what it has applied, the
+rulesets (the active one is the last activated) and the population thresholds.
+Repositories take the caller's session and never commit."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    partition: int
+    clock: datetime | None = None  # replay mode: the latest event time seen
+    swept_day: int | None = None  # time-driven changes are emitted up to this day
+    applied: str | None = None  # the ruleset version (and thresholds) customers were scored with
+    last_event_time: datetime | None = None
+    processed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRuleset:
+    version: str
+    body: str
+    activated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredThresholds:
+    recency_days: int
+    frequency: int
+    monetary: int
+    computed_at: datetime
+
+
+class VersionConflict(ValueError):
+    """A ruleset version that is already stored with a different body."""
+
+
+_PARTITIONS = text("""
+    SELECT partition, clock, swept_day, applied, last_event_time, processed_at
+    FROM scorer_partitions WHERE topic = :topic AND partition = ANY(:partitions)
+""")
+_ALL_PARTITIONS = text("""
+    SELECT partition, clock, swept_day, applied, last_event_time, processed_at
+    FROM scorer_partitions WHERE topic = :topic ORDER BY partition
+""")
+_SAVE_PARTITION = text("""
+    INSERT INTO scorer_partitions
+        (topic, partition, clock, swept_day, applied, last_event_time, processed_at)
+    VALUES (:topic, :partition, :clock, :swept_day, :applied, :last_event_time, :processed_at)
+    ON CONFLICT (topic, partition) DO UPDATE SET
+        clock = excluded.clock, swept_day = excluded.swept_day, applied = excluded.applied,
+        last_event_time = excluded.last_event_time, processed_at = excluded.processed_at
+""")
+_ACTIVE = text("""
+    SELECT version, body, activated_at FROM rulesets WHERE activated_at IS NOT NULL
+    ORDER BY activated_at DESC, version LIMIT 1
+""")
+_RULESET = text("SELECT version, body, activated_at FROM rulesets WHERE version = :version")
+_OTHERS = text("""
+    SELECT version, body, activated_at FROM rulesets
+    WHERE activated_at IS NOT NULL AND NOT version = ANY(:known)
+""")
+_STORE = text("""
+    INSERT INTO rulesets (version, body) VALUES (:version, :body)
+    ON CONFLICT (version) DO NOTHING
+""")
+_ACTIVATE = text("""
+    UPDATE rulesets SET activated_at = clock_timestamp() WHERE version = :version
+    RETURNING version, body, activated_at
+""")
+_THRESHOLDS = text("""
+    SELECT recency_days, frequency, monetary, computed_at FROM population_thresholds
+""")
+_SAVE_THRESHOLDS = text("""
+    INSERT INTO population_thresholds (id, recency_days, frequency, monetary, computed_at)
+    VALUES (1, :recency_days, :frequency, :monetary, :computed_at)
+    ON CONFLICT (id) DO UPDATE SET recency_days = excluded.recency_days,
+        frequency = excluded.frequency, monetary = excluded.monetary,
+        computed_at = excluded.computed_at
+""")
+_LOCK_THRESHOLDS = text("SELECT pg_try_advisory_xact_lock(7346212002)")
+
+
+class ControlRepository:
+    def __init__(self, session: AsyncSession, topic: str) -> None:
+        self._session = session
+        self._topic = topic
+
+    async def partitions(self, partitions: list[int] | None = None) -> dict[int, PartitionState]:
+        if partitions is None:
+            rows = await self._session.execute(_ALL_PARTITIONS, {"topic": self._topic})
+        else:
+            rows = await self._session.execute(
+                _PARTITIONS, {"topic": self._topic, "partitions": partitions}
+            )
+        return {
+            row.partition: PartitionState(
+                row.partition,
+                row.clock,
+                row.swept_day,
+                row.applied,
+                row.last_event_time,
+                row.processed_at,
+            )
+            for row in rows
+        }
+
+    async def save_partition(self, state: PartitionState) -> None:
+        await self._session.execute(
+            _SAVE_PARTITION,
+            {
+                "topic": self._topic,
+                "partition": state.partition,
+                "clock": state.clock,
+                "swept_day": state.swept_day,
+                "applied": state.applied,
+                "last_event_time": state.last_event_time,
+                "processed_at": state.processed_at,
+            },
+        )
+
+    async def active_ruleset(self) -> StoredRuleset | None:
+        row = (await self._session.execute(_ACTIVE)).one_or_none()
+        return None if row is None else StoredRuleset(row.version, row.body, row.activated_at)
+
+    async def ruleset(self, version: str) -> StoredRuleset | None:
+        row = (await self._session.execute(_RULESET, {"version": version})).one_or_none()
+        return None if row is None else StoredRuleset(row.version, row.body, row.activated_at)
+
+    async def rulesets_missing(self, known: list[str]) -> list[StoredRuleset]:
+        """The activated rulesets other than `known` ones."""
+        rows = await self._session.execute(_OTHERS, {"known": known})
+        return [StoredRuleset(row.version, row.body, row.activated_at) for row in rows]
+
+    async def store_ruleset(self, version: str, body: str) -> None:
+        """Keeps a version's text; a version is immutable once stored."""
+        await self._session.execute(_STORE, {"version": version, "body": body})
+        stored = await self.ruleset(version)
+        if stored is None or stored.body != body:
+            raise VersionConflict(
+                f"ruleset version {version!r} is already stored with a different text: "
+                "give the changed ruleset a new version"
+            )
+
+    async def activate(self, version: str, body: str) -> StoredRuleset:
+        await self.store_ruleset(version, body)
+        row = (await self._session.execute(_ACTIVATE, {"version": version})).one()
+        return StoredRuleset(row.version, row.body, row.activated_at)
+
+    async def population_thresholds(self) -> StoredThresholds | None:
+        row = (await self._session.execute(_THRESHOLDS)).one_or_none()
+        if row is None:
+            return None
+        return StoredThresholds(row.recency_days, row.frequency, row.monetary, row.computed_at)
+
+    async def lock_population(self) -> bool:
+        """True when this transaction may recompute the population thresholds."""
+        return bool(await self._session.scalar(_LOCK_THRESHOLDS))
+
+    async def save_population_thresholds(self, thresholds: StoredThresholds) -> None:
+        await self._session.execute(
+            _SAVE_THRESHOLDS,
+            {
+                "recency_days": thresholds.recency_days,
+                "frequency": thresholds.frequency,
+                "monetary": thresholds.monetary,
+                "computed_at": thresholds.computed_at,
+            },
+        )

@@ -1,0 +1,119 @@
+"""Prometheus metrics of the scorer, on a registry the caller owns.
+
+What a batch did is tallied while it runs and recorded only once its transaction committed
+(a rolled-back batch moves no counter)."""
+
+from collections import Counter as Counts
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class _Changed(Protocol):
+    @property
+    def before(self) -> Any: ...
+    @property
+    def after(self) -> Any: ...
+
+
+@dataclass(slots=True)
+class Tally:
+    applied: int = 0
+    duplicates: int = 0
+    letters: Counts[str] = field(default_factory=Counts)
+    transitions: Counts[tuple[str, str]] = field(default_factory=Counts)
+    latencies: list[float] = field(default_factory=list)  # record timestamp -> processed
+    event_lag: dict[int, float] = field(default_factory=dict)  # partition -> seconds
+
+    def add(
+        self,
+        partition: int,
+        *,
+        timestamps_ms: Sequence[int],
+        applied: int,
+        reasons: Iterable[str],
+        changes: Iterable[_Changed],
+        last_event_time: datetime | None,
+        wall: datetime,
+    ) -> None:
+        self.applied += applied
+        self.letters.update(reasons)
+        self.duplicates += len(timestamps_ms) - applied - sum(1 for _ in reasons)
+        now_ms = wall.timestamp() * 1000
+        self.latencies += [max(now_ms - ts, 0) / 1000 for ts in timestamps_ms]
+        for change in changes:
+            before = "none" if change.before is None else change.before.tier.id
+            self.transitions[(before, change.after.tier.id)] += 1
+        if last_event_time is not None:
+            self.event_lag[partition] = max((wall - last_event_time).total_seconds(), 0)
+
+
+class ScorerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "tierstream_scorer_events",
+            "Records consumed, by outcome (applied, duplicate, dead_letter)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "tierstream_dead_letters",
+            "Records sent to the dead-letter topic, by service and reason",
+            ["service", "reason"],
+            registry=registry,
+        )
+        self.processing = Histogram(
+            "tierstream_scorer_processing_seconds",
+            "From the record's Kafka timestamp (ingest's publish) to its batch committed",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.event_time_lag = Gauge(
+            "tierstream_scorer_event_time_lag_seconds",
+            "Wall clock minus the latest event time processed, per partition",
+            ["partition"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "tierstream_consumer_lag_records",
+            "Records on the partition not yet processed, per consumer and partition",
+            ["consumer", "partition"],
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "tierstream_tier_transitions",
+            "Tier changes emitted, by from and to tier (from=none: initial)",
+            ["from_tier", "to_tier"],
+            registry=registry,
+        )
+        self.customers = Gauge(
+            "tierstream_customers",
+            "Customers per tier (all instances see the same figure: aggregate with max)",
+            ["tier"],
+            registry=registry,
+        )
+
+    def record(self, tally: Tally) -> None:
+        self.events.labels("applied").inc(tally.applied)
+        self.events.labels("duplicate").inc(tally.duplicates)
+        for reason, count in tally.letters.items():
+            self.events.labels("dead_letter").inc(count)
+            self.dead_letters.labels("scorer", reason).inc(count)
+        for latency in tally.latencies:
+            self.processing.observe(latency)
+        for (before, after), count in tally.transitions.items():
+            self.transitions.labels(before, after).inc(count)
+        for partition, lag in tally.event_lag.items():
+            self.event_time_lag.labels(str(partition)).set(lag)
+
+    def set_customers(self, counts: Mapping[str, int]) -> None:
+        self.customers.clear()
+        for tier, count in counts.items():
+            self.customers.labels(tier).set(count)
+
+    def set_lag(self, consumer: str, lags: Mapping[int, int]) -> None:
+        for partition, lag in lags.items():
+            self.consumer_lag.labels(consumer, str(partition)).set(lag)

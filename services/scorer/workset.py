@@ -1,0 +1,249 @@
+"""The customers of one partition that one transaction touches: loaded once, moved by the
+pure core (services/scorer/scoring.py), saved once with their tier changes in the outbox.
+
+Events, the day-boundary sweep and the re-tier after a ruleset or threshold change all go
+through here, so a customer is never changed by two paths with two different copies.
+"""
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from services.db.outbox import Outbox
+from services.scorer import state_codec
+from services.scorer.publisher import change_records
+from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
+from services.scorer.rfm import CustomerState, Fact, Windows, features
+from services.scorer.rules import Tier
+from services.scorer.scoring import (
+    Change,
+    ClockReason,
+    EventCause,
+    Standard,
+    Standing,
+    due_day,
+    rescore,
+    score_event,
+)
+
+TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
+PAGE = 5000
+KEEP_AT_MOST = 20_000  # entries held in memory before clean ones are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """Configuration of the pure core, built from settings by main."""
+
+    zone: ZoneInfo
+    windows: Windows
+    base_currency: str
+    rates: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class OutTopics:
+    tier_changes: str
+    customer_tiers: str
+    dead_letters: str
+
+
+@dataclass(slots=True)
+class _Entry:
+    state: CustomerState
+    encoded: bytes | None  # the stored bytes while the state is unchanged
+    standing: Standing | None
+    change_id: str | None
+    due: int
+    day: int  # the day it was last evaluated at
+    dirty: bool
+
+
+class Workset:
+    def __init__(
+        self,
+        repository: ScorerRepository,
+        outbox: Outbox,
+        *,
+        partition: int,
+        scoring: Scoring,
+        standard: Standard,
+        tiers: TierLookup,
+        topics: OutTopics,
+    ) -> None:
+        self._repository = repository
+        self._outbox = outbox
+        self._partition = partition
+        self._scoring = scoring
+        self._standard = standard
+        self._tiers = tiers
+        self._topics = topics
+        self._entries: dict[str, _Entry] = {}
+        self._changes: list[Change] = []
+        self.emitted: list[Change] = []  # every change flushed so far (for metrics and logs)
+
+    async def preload(self, customer_ids: Iterable[str]) -> None:
+        missing = [c for c in set(customer_ids) if c not in self._entries]
+        if missing:
+            for customer_id, stored in (await self._repository.load(missing)).items():
+                self._entries[customer_id] = self._entry(stored)
+
+    def score(
+        self, customer_id: str, fact: Fact, cause: EventCause, *, clock_day: int, now: datetime
+    ) -> Change | None:
+        entry = self._entries.get(customer_id)
+        state, standing, change = score_event(
+            customer_id,
+            None if entry is None else entry.state,
+            None if entry is None else entry.standing,
+            fact,
+            cause,
+            ruleset=self._standard.ruleset,
+            thresholds=self._standard.thresholds,
+            windows=self._scoring.windows,
+            clock_day=clock_day,
+            now=now,
+        )
+        day = max(clock_day, state.anchor)
+        self._entries[customer_id] = _Entry(
+            state,
+            None,
+            standing,
+            change.change_id if change else (entry.change_id if entry else None),
+            self._due(state, day),
+            day,
+            dirty=True,
+        )
+        if change is not None:
+            self._changes.append(change)
+        return change
+
+    async def sweep(self, day: int, now: datetime, keep: Collection[str] = ()) -> None:
+        """Time-driven changes: every customer whose due day has come, evaluated at `day`."""
+        for customer_id, entry in list(self._entries.items()):
+            if entry.due <= day:
+                self._rescore(
+                    customer_id, entry, day=day, now=now, cause="time_passed", detail=str(day)
+                )
+        after = ""
+        while page := await self._repository.due(self._partition, day, after, PAGE):
+            self._rescore_page(page, day, now, "time_passed", str(day))
+            after = page[-1].customer_id
+            await self._trim(keep)
+
+    async def retier(self, day: int, now: datetime, cause: ClockReason, detail: str) -> None:
+        """Every customer of the partition under the current standard (a new ruleset or new
+        population thresholds); only customers whose tier or due day moved are written."""
+        after = ""
+        while page := await self._repository.page(self._partition, after, PAGE):
+            self._rescore_page(page, day, now, cause, detail)
+            after = page[-1].customer_id
+            await self._trim(())
+
+    async def flush(self) -> None:
+        """Saves the changed customers, their history and their outgoing records."""
+        dirty = [(c, e) for c, e in self._entries.items() if e.dirty]
+        await self._repository.save([self._stored(c, e) for c, e in dirty])
+        for _, entry in dirty:
+            entry.dirty = False
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
+        records = [change_records(change, self._scoring.zone) for change in changes]
+        await self._repository.add_history(
+            [
+                HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value.decode())
+                for c, (changed, _) in zip(changes, records, strict=True)
+            ]
+        )
+        await self._outbox.add(self._topics.tier_changes, [changed for changed, _ in records])
+        await self._outbox.add(self._topics.customer_tiers, [latest for _, latest in records])
+        self.emitted += changes
+
+    def _rescore_page(
+        self, page: list[StoredCustomer], day: int, now: datetime, cause: ClockReason, detail: str
+    ) -> None:
+        for stored in page:
+            if stored.customer_id not in self._entries:  # else the copy in memory is newer
+                entry = self._entries[stored.customer_id] = self._entry(stored)
+                self._rescore(
+                    stored.customer_id, entry, day=day, now=now, cause=cause, detail=detail
+                )
+
+    def _rescore(
+        self,
+        customer_id: str,
+        entry: _Entry,
+        *,
+        day: int,
+        now: datetime,
+        cause: ClockReason,
+        detail: str,
+    ) -> None:
+        standing, change = rescore(
+            customer_id,
+            entry.state,
+            entry.standing,
+            day=day,
+            cause=cause,
+            detail=detail,
+            ruleset=self._standard.ruleset,
+            thresholds=self._standard.thresholds,
+            windows=self._scoring.windows,
+            now=now,
+        )
+        today = max(day, entry.state.anchor)
+        due = self._due(entry.state, today)
+        entry.standing = standing
+        if change is not None:
+            entry.change_id = change.change_id
+            self._changes.append(change)
+        if change is not None or cause == "time_passed" or due < entry.due:
+            entry.dirty = True
+            entry.day = today
+        entry.due = due
+
+    async def _trim(self, keep: Collection[str]) -> None:
+        if len(self._entries) > KEEP_AT_MOST:
+            await self.flush()
+            self._entries = {c: e for c, e in self._entries.items() if c in keep}
+
+    def _due(self, state: CustomerState, today: int) -> int:
+        return due_day(
+            state,
+            today,
+            ruleset=self._standard.ruleset,
+            thresholds=self._standard.thresholds,
+            windows=self._scoring.windows,
+        )
+
+    def _entry(self, stored: StoredCustomer) -> _Entry:
+        standing = None
+        if stored.tier is not None and stored.tier_since is not None:
+            version = stored.ruleset_version or self._standard.ruleset.version
+            standing = Standing(self._tiers(version, stored.tier), stored.tier_since, version)
+        state = state_codec.decode(stored.state, self._scoring.windows)
+        return _Entry(
+            state, stored.state, standing, stored.change_id, stored.due_day, state.anchor, False
+        )
+
+    def _stored(self, customer_id: str, entry: _Entry) -> StoredCustomer:
+        encoded = entry.encoded or state_codec.encode(entry.state)
+        entry.encoded = encoded
+        found = features(entry.state, entry.day, self._scoring.windows)
+        standing = entry.standing
+        return StoredCustomer(
+            customer_id,
+            encoded,
+            None if standing is None else standing.tier.id,
+            None if standing is None else standing.since,
+            None if standing is None else standing.ruleset_version,
+            self._partition,
+            entry.due,
+            entry.change_id,
+            found.frequency,
+            found.monetary,
+            None if found.recency_days is None else found.day - found.recency_days,
+        )

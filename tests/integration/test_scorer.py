@@ -1,0 +1,153 @@
+"""The scorer in-process against the real broker and PostgreSQL: tier changes out, poison to
+the dead-letter topic, duplicates ignored, time-driven changes at the day boundary."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devstack import migrate
+from schemas.v1.deadletter import DeadLetterV1
+from schemas.v1.tiers import CustomerTierV1, TierChangedV1
+from services.kafka_io.record import Record
+from tests import events
+from tests.kafka_reader import Message, read_all
+from tests.scorer_run import (
+    CUSTOMER_EVENTS,
+    CUSTOMER_TIERS,
+    DEAD_LETTERS,
+    TIER_CHANGES,
+    Clock,
+    caught_up,
+    produce,
+    records,
+    running_scorer,
+    settings,
+    swept,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def changes(messages: list[Message]) -> list[TierChangedV1]:
+    return [TierChangedV1.model_validate_json(m.value or b"") for m in messages]
+
+
+async def test_events_become_tier_changes_with_the_why(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = settings(kafka_bootstrap, database_url, topic_prefix)
+    purchases = [
+        events.transaction(customer="C-1", amount="6000.00", time=iso(NOW - timedelta(days=d)))
+        for d in (1, 2, 3)
+    ]
+    batch = records([*purchases, events.interaction("C-2"), purchases[0]])  # one repeated
+    await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, batch)
+    async with running_scorer(config, Clock(NOW)) as scorer:
+        await caught_up(scorer)
+        answer = await scorer.queries.customer("C-1", None)
+        history = await scorer.queries.history("C-1")
+    found = changes(await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 4))
+    by_customer = {
+        c.customer_id: [x for x in found if x.customer_id == c.customer_id] for c in found
+    }
+    assert [c.to_tier.id for c in by_customer["C-1"]] == [
+        "general_develop",  # 6000: M low
+        "important_develop",  # 12000: M high, F 2 low
+        "important_value",  # F 3
+    ]
+    assert [c.direction for c in by_customer["C-1"]] == ["initial", "up", "up"]
+    assert [c.to_tier.id for c in by_customer["C-2"]] == ["general_winback"]
+    assert len({c.change_id for c in found}) == len(found) == 4  # the repeat counted once
+    assert answer is not None
+    assert answer.tier.id == answer.why.matched_rule == "important_value"
+    assert str(answer.why.features.monetary) == "18000"
+    assert answer.why.features.frequency == 3
+    assert answer.why.thresholds.frequency == 3
+    assert history is not None
+    assert [h["change_id"] for h in history] == [c.change_id for c in by_customer["C-1"]]
+    latest = await read_all(kafka_bootstrap, topic_prefix + CUSTOMER_TIERS, 4)
+    tiers = [CustomerTierV1.model_validate_json(m.value or b"") for m in latest]
+    assert {t.change_id for t in tiers} == {c.change_id for c in found}
+    assert all(
+        m.headers["ce_id"].decode() == c.change_id for m, c in zip(latest, tiers, strict=True)
+    )
+
+
+async def test_poison_goes_to_dead_letters_and_the_partition_moves_on(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = settings(kafka_bootstrap, database_url, topic_prefix, exchange_rates={"USD": "7.1"})
+    good = records([events.transaction(customer="P-1", event_id="E-1")])[0]
+    conflicting = records([events.transaction(customer="P-1", event_id="E-1", amount="5.00")])[0]
+    euro = events.transaction(customer="P-1")
+    euro["data"]["currency"] = "EUR"
+    wrong_key = records([events.interaction("P-2")])[0]
+    unknown = Record(b"P-1", b"{}", [("ce_specversion", b"1.0"), ("ce_type", b"x.unknown")])
+    poison = [
+        Record(b"P-1", b"not json", [("ce_specversion", b"1.0")]),
+        Record(b"P-1", b"{}", []),
+        unknown,
+        Record(wrong_key.key + b"X", wrong_key.value, wrong_key.headers),
+        records([euro])[0],
+        good,
+        conflicting,
+    ]
+    after = records([events.interaction("P-1")])[0]
+    await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, [*poison, after])
+    async with running_scorer(config, Clock(NOW)) as scorer:
+        await caught_up(scorer)
+    letters = await read_all(kafka_bootstrap, topic_prefix + DEAD_LETTERS, 6)
+    why = [DeadLetterV1.from_headers(list(m.headers.items())) for m in letters]
+    assert sorted(w.reason for w in why) == sorted(
+        [
+            "undecodable",
+            "undecodable",
+            "unsupported_type",
+            "invalid_event",
+            "unknown_currency",
+            "conflicting_duplicate",
+        ]
+    )
+    assert all(w.service == "scorer" and w.topic == topic_prefix + CUSTOMER_EVENTS for w in why)
+    assert any("EUR" in w.error for w in why)
+    assert {m.value for m in letters} >= {b"not json", conflicting.value}
+    found = changes(await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 1))
+    # the good event and the one after the poison were both applied (P-1 only; P-2 was poison)
+    assert [c.customer_id for c in found] == ["P-1"]
+    async with running_scorer(config, Clock(NOW)) as scorer:
+        answer = await scorer.queries.customer("P-1", None)
+    assert answer is not None
+    assert answer.why.features.frequency == 1
+    assert answer.why.features.interactions_30d == 1
+
+
+async def test_time_alone_downgrades_at_the_day_boundary(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = settings(kafka_bootstrap, database_url, topic_prefix)
+    clock = Clock(NOW)
+    bought = events.transaction(customer="T-1", amount="20000.00", time=iso(NOW))
+    await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, records([bought]))
+    async with running_scorer(config, clock) as scorer:
+        await caught_up(scorer)
+        clock.moment = NOW + timedelta(days=90)  # recency 90: still high
+        await swept(scorer, clock.moment)
+        clock.moment = datetime(2026, 11, 20, 0, 0, 1, tzinfo=UTC) + timedelta(days=91)
+        found = changes(await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 2))
+    assert [c.to_tier.id for c in found] == ["important_develop", "important_winback"]
+    drop = found[1]
+    assert drop.direction == "down"
+    assert drop.cause.kind == "clock"
+    assert drop.cause.reason == "time_passed"
+    assert drop.features.recency_days == 91
+    assert drop.changed_at == clock.moment
+    assert drop.previous_tier_seconds == int((clock.moment - NOW).total_seconds())
