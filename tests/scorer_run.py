@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
@@ -75,21 +76,27 @@ async def produce(bootstrap: str, topic: str, batch: Sequence[Record]) -> None:
 
 
 async def caught_up(scorer: Scorer, timeout_s: float = 60.0) -> None:
-    """Until every partition's committed offset is its end offset and the outbox is empty."""
+    """Until every partition's committed offset is its end offset and the outbox is empty.
+    End offsets come from a client of the test's own, not the scorer's consumer."""
     deadline = time.monotonic() + timeout_s
     topic = scorer.topic
-    while True:
-        from aiokafka import TopicPartition  # noqa: PLC0415
-
-        parts = scorer.consumer.partitions_for_topic(topic) or set()
-        ends = await scorer.consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-        status = await scorer.queries.status({tp.partition: end for tp, end in ends.items()})
-        pending = await scorer.queries.pending_outbox()
-        if parts and all(p.lag == 0 for p in status.partitions) and pending == 0:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not caught up: {status.partitions}, outbox {pending}")
-        await asyncio.sleep(0.1)
+    client = AIOKafkaConsumer(bootstrap_servers=scorer.settings.kafka_bootstrap_servers)
+    await client.start()
+    try:
+        cluster = await client._client.fetch_all_metadata()
+        parts = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or []]
+        assert parts, f"{topic} has no partitions"
+        while True:
+            ends = await client.end_offsets(parts)
+            status = await scorer.queries.status({tp.partition: end for tp, end in ends.items()})
+            pending = await scorer.queries.pending_outbox()
+            if all(p.lag == 0 for p in status.partitions) and pending == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not caught up: {status.partitions}, outbox {pending}")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.stop()
 
 
 async def swept(scorer: Scorer, day: datetime, timeout_s: float = 30.0) -> None:

@@ -8,6 +8,7 @@ transaction is rolled back by the caller. aiokafka cannot fence such a consumer 
 Kafka side (no KIP-447), so this is where it is fenced.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -46,6 +47,15 @@ _ADVANCE = text("""
 """)
 
 
+_ADVANCE_ALL = text("""
+    UPDATE consumer_offsets AS o SET next_offset = v.next_offset, updated_at = now()
+    FROM unnest(CAST(:partitions AS int[]), CAST(:epochs AS bigint[]),
+                CAST(:expected AS bigint[]), CAST(:nexts AS bigint[]))
+         AS v(partition, epoch, expected, next_offset)
+    WHERE o.consumer = :consumer AND o.topic = :topic AND o.partition = v.partition
+      AND o.epoch = v.epoch AND o.next_offset IS NOT DISTINCT FROM v.expected
+    RETURNING o.partition
+""")
 _POSITIONS = text("""
     SELECT partition, next_offset FROM consumer_offsets
     WHERE consumer = :consumer AND topic = :topic ORDER BY partition
@@ -76,6 +86,28 @@ class OffsetStore:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise Fenced(self._topic, claim.partition, claim.epoch)
         return Claim(claim.partition, claim.epoch, next_offset)
+
+    async def advance_all(self, moves: Sequence[tuple[Claim, int | None]]) -> list[Claim]:
+        """`advance` for several partitions in one statement; raises Fenced naming a
+        partition whose claim is stale."""
+        if not moves:
+            return []
+        result = await self._session.execute(
+            _ADVANCE_ALL,
+            {
+                "consumer": self._consumer,
+                "topic": self._topic,
+                "partitions": [claim.partition for claim, _ in moves],
+                "epochs": [claim.epoch for claim, _ in moves],
+                "expected": [claim.next_offset for claim, _ in moves],
+                "nexts": [next_offset for _, next_offset in moves],
+            },
+        )
+        moved = {row.partition for row in result}
+        for claim, _ in moves:
+            if claim.partition not in moved:
+                raise Fenced(self._topic, claim.partition, claim.epoch)
+        return [Claim(claim.partition, claim.epoch, n) for claim, n in moves]
 
     def _key(self, partition: int) -> dict[str, object]:
         return {"consumer": self._consumer, "topic": self._topic, "partition": partition}

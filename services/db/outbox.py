@@ -4,19 +4,25 @@ produced them; the relay (services/kafka_io/relay.py) publishes them afterwards.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kafka_io.record import Record
 
+_ENCODE_HEADERS = msgspec.msgpack.Encoder()
+_DECODE_HEADERS = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
 RELAY_LOCK = 7_346_212_001  # pg advisory lock key: one relay publishes at a time, in order
 
 _ADD = text("""
-    INSERT INTO outbox (topic, key, value, header_names, header_values)
-    VALUES (:topic, :key, :value, :names, :values)
+    INSERT INTO outbox (topic, key, value, headers)
+    SELECT :topic, key, value, headers
+    FROM unnest(CAST(:keys AS bytea[]), CAST(:values AS bytea[]), CAST(:headers AS bytea[]))
+         WITH ORDINALITY AS r(key, value, headers, n)
+    ORDER BY n
 """)
 _PENDING = text("""
-    SELECT id, topic, key, value, header_names, header_values FROM outbox
+    SELECT id, topic, key, value, headers FROM outbox
     WHERE published_at IS NULL ORDER BY id LIMIT :limit
 """)
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
@@ -36,19 +42,16 @@ class Outbox:
         self._session = session
 
     async def add(self, topic: str, records: Sequence[Record]) -> None:
+        """Appends the records, in order, in one statement."""
         if records:
             await self._session.execute(
                 _ADD,
-                [
-                    {
-                        "topic": topic,
-                        "key": r.key,
-                        "value": r.value,
-                        "names": [name for name, _ in r.headers],
-                        "values": [value for _, value in r.headers],
-                    }
-                    for r in records
-                ],
+                {
+                    "topic": topic,
+                    "keys": [r.key for r in records],
+                    "values": [r.value for r in records],
+                    "headers": [_ENCODE_HEADERS.encode(r.headers) for r in records],
+                },
             )
 
     async def lock_relay(self) -> bool:
@@ -61,9 +64,7 @@ class Outbox:
             Pending(
                 row.id,
                 row.topic,
-                Record(
-                    row.key, row.value, list(zip(row.header_names, row.header_values, strict=True))
-                ),
+                Record(row.key, row.value, _DECODE_HEADERS.decode(row.headers)),
             )
             for row in rows
         ]

@@ -1,8 +1,9 @@
 """The ingest domain: which posted events are acceptable, and exactly what is wrong with the rest.
 
 Pure: bytes in, checked events (with the Kafka record each becomes) or errors out; `now` is a
-parameter. The strict fast path (fastpath.py) decides the common case; the contract's own
-validation (schemas/, pydantic) decides everything else and writes the error messages.
+parameter. The strict fast path (services/event_codec.py) decides the common case; the
+contract's own validation (schemas/, pydantic) decides everything else and writes the error
+messages.
 """
 
 import functools
@@ -16,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.v1.binding import Event, encode_event
 from schemas.v1.events import EVENT_TYPES, CustomerEventV1, TransactionEvent, event_adapter
-from services.ingest import fastpath
+from services import event_codec as fastpath
 from services.kafka_io.record import Record
 
 

@@ -140,8 +140,10 @@ class PartitionedLoop:
             async with unit_of_work(self._sessions) as session:
                 await self._handler(session, batch)
                 store = OffsetStore(session, self._name, self._topic)
-                for tp, records in batch.items():
-                    advanced[tp] = await store.advance(self.claims[tp], records[-1].offset + 1)
+                moved = await store.advance_all(
+                    [(self.claims[tp], records[-1].offset + 1) for tp, records in batch.items()]
+                )
+                advanced = {TopicPartition(self._topic, c.partition): c for c in moved}
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
             await self._rewind(batch, TopicPartition(self._topic, fenced.partition))
@@ -160,8 +162,7 @@ class PartitionedLoop:
             async with unit_of_work(self._sessions) as session:
                 await self._maintain(session, sorted(tp.partition for tp in claims))
                 store = OffsetStore(session, self._name, self._topic)
-                for claim in claims.values():
-                    await store.advance(claim, claim.next_offset)
+                await store.advance_all([(claim, claim.next_offset) for claim in claims.values()])
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
             await self._rewind({}, TopicPartition(self._topic, fenced.partition))

@@ -13,28 +13,24 @@ Per partition, in this order:
    duplicates skipped; the others scored one by one.
 """
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.v1.binding import Event, UndecodableRecord, decode_event
 from schemas.v1.deadletter import DeadLetterV1, Reason
-from schemas.v1.events import EVENT_TYPES
 from services.db.outbox import Outbox
 from services.kafka_io.consumer import Batch
 from services.kafka_io.record import Record
 from services.scorer.control_repository import ControlRepository, PartitionState
-from services.scorer.facts import UnknownCurrency, fact_of, local_day
+from services.scorer.decoding import Incoming, Poison, decode
+from services.scorer.facts import local_day
 from services.scorer.metrics import ScorerMetrics, Tally
 from services.scorer.publisher import dead_letter
 from services.scorer.repository import ScorerRepository
-from services.scorer.rfm import Fact
 from services.scorer.rulebook import Rulebook
 from services.scorer.scoring import ClockReason, EventCause
 from services.scorer.workset import OutTopics, Scoring, Workset
@@ -58,9 +54,7 @@ class Raw(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Good:
     record: Raw
-    event: Event
-    fact: Fact
-    digest: bytes
+    event: Incoming
 
 
 @dataclass(slots=True)
@@ -106,58 +100,67 @@ class ScorerHandler:
         self._tally = Tally()
 
     async def __call__(self, session: AsyncSession, batch: Batch) -> None:
-        self._tally = Tally()
-        for tp, records in batch.items():
-            await self._partition(session, tp.partition, records)
+        await self._process(session, {tp.partition: records for tp, records in batch.items()})
 
     async def maintain(self, session: AsyncSession, partitions: Sequence[int]) -> None:
         """Between batches: refresh the standard, then re-tier and sweep idle partitions."""
-        self._tally = Tally()
         wall = self._now()
         await self._rulebook.refresh(session, local_day(wall, self._scoring.zone), wall)
-        for partition in partitions:
-            await self._partition(session, partition, [])
+        await self._process(session, dict.fromkeys(partitions, ()))
 
     def committed(self) -> None:
         """Called by the loop once the transaction committed: only now do metrics move."""
         self._metrics.record(self._tally)
         self._tally = Tally()
 
-    async def _partition(
-        self, session: AsyncSession, partition: int, records: Sequence[Raw]
-    ) -> None:
+    async def _process(self, session: AsyncSession, batch: Mapping[int, Sequence[Raw]]) -> None:
+        """The whole batch with a fixed number of round trips to PostgreSQL (not one set
+        per partition), except for sweeps and re-tiers, which are per partition."""
+        self._tally = Tally()
         control = ControlRepository(session, self._topic)
         repository = ScorerRepository(session)
-        part = (await control.partitions([partition])).get(partition) or PartitionState(partition)
         wall = self._now()
-        sorted_ = self._sort(records, wall)
-        fresh = await self._dedupe(repository, sorted_, wall)
+        stored = await control.partitions(list(batch))
+        sorted_ = {p: self._sort(records, wall) for p, records in batch.items()}
+        fresh = await self._dedupe(repository, list(sorted_.values()), wall)
         work = Workset(
             repository,
             Outbox(session),
-            partition=partition,
             scoring=self._scoring,
             standard=self._rulebook.standard,
             tiers=self._rulebook.tier,
             topics=self._topics,
         )
-        part = await self._catch_up(work, part, wall, fresh)
-        keep = {good.event.subject for good in fresh}
+        parts = {p: stored.get(p) or PartitionState(p) for p in batch}
+        for p in batch:
+            parts[p] = await self._catch_up(work, parts[p], wall, fresh.get(p, []))
+        keep = {good.event.subject for goods in fresh.values() for good in goods}
         await work.preload(keep)
-        for good in fresh:
-            part = await self._score(work, part, good, wall, keep)
+        if self._clock == "event":  # the sweeps inside this batch then run in memory
+            for p, goods in fresh.items():
+                if goods:
+                    last = max(good.event.time for good in goods)
+                    await work.load_due(p, local_day(last, self._scoring.zone))
+        for p, goods in fresh.items():
+            for good in goods:
+                self._score(work, parts[p], good, wall)
         await work.flush()
-        await Outbox(session).add(self._topics.dead_letters, sorted_.letters)
-        await control.save_partition(replace(part, processed_at=wall))
-        self._tally.add(
-            partition,
-            timestamps_ms=[record.timestamp for record in records],
-            applied=len(fresh),
-            reasons=sorted_.reasons,
-            changes=work.emitted,
-            last_event_time=part.last_event_time,
-            wall=wall,
-        )
+        letters = [letter for one in sorted_.values() for letter in one.letters]
+        await Outbox(session).add(self._topics.dead_letters, letters)
+        for part in parts.values():
+            part.processed_at = wall
+        await control.save_partitions(list(parts.values()))
+        for p, records in batch.items():
+            self._tally.add(
+                p,
+                timestamps_ms=[record.timestamp for record in records],
+                applied=len(fresh.get(p, [])),
+                reasons=sorted_[p].reasons,
+                changes=(),
+                last_event_time=parts[p].last_event_time,
+                wall=wall,
+            )
+        self._tally.add_changes(work.emitted)
 
     async def _catch_up(
         self, work: Workset, part: PartitionState, wall: datetime, fresh: list[_Good]
@@ -171,110 +174,84 @@ class ScorerHandler:
             if part.applied is not None:
                 same_rules = part.applied.split("@")[0] == standard.ruleset.version
                 cause: ClockReason = "thresholds_refreshed" if same_rules else "ruleset_activated"
-                await work.retier(day, moment, cause, standard.key)
+                await work.retier(part.partition, day, moment, cause, standard.key)
                 log.info("partition_retiered", partition=part.partition, standard=standard.key)
             part = replace(part, applied=standard.key)
         if self._clock == "wall" and (part.swept_day is None or day > part.swept_day):
-            await work.sweep(day, moment)
+            await work.sweep(part.partition, day, moment)
             part = replace(part, swept_day=day)
         return part
 
-    async def _score(
-        self, work: Workset, part: PartitionState, good: _Good, wall: datetime, keep: set[str]
-    ) -> PartitionState:
+    def _score(self, work: Workset, part: PartitionState, good: _Good, wall: datetime) -> None:
         event = good.event
         now = wall
         if self._clock == "event":
-            now = max(part.clock or event.time, event.time)
+            now = event.time if part.clock is None else max(part.clock, event.time)
             day = local_day(now, self._scoring.zone)
             if part.swept_day is None or day > part.swept_day:
-                await work.sweep(day, now, keep)
-                await work.preload(keep)
-                part = replace(part, swept_day=day)
-            part = replace(part, clock=now)
+                work.sweep_loaded(part.partition, day, now)
+                part.swept_day = day
+            part.clock = now
         else:
             day = part.swept_day or local_day(wall, self._scoring.zone)
         work.score(
-            event.subject, good.fact, EventCause(event.source, event.id), clock_day=day, now=now
+            event.subject,
+            part.partition,
+            event.fact,
+            EventCause(event.source, event.id),
+            clock_day=day,
+            now=now,
         )
         last = part.last_event_time
-        return replace(part, last_event_time=event.time if last is None else max(last, event.time))
+        if last is None or event.time > last:
+            part.last_event_time = event.time
 
     def _sort(self, records: Sequence[Raw], wall: datetime) -> _Sorted:
         out = _Sorted()
         for record in records:
             try:
-                out.good.append(self._decode(record))
-            except _Poison as poison:
+                out.good.append(
+                    _Good(record, decode(record.key, record.headers, record.value, self._scoring))
+                )
+            except Poison as poison:
                 out.reject(record, poison.reason, str(poison), wall)
         return out
 
-    def _decode(self, record: Raw) -> _Good:
-        headers = list(record.headers)
-        kind = next((v for n, v in headers if n == "ce_type"), None)
-        if kind is not None and kind.decode(errors="replace") not in EVENT_TYPES:
-            raise _Poison(
-                "unsupported_type",
-                f"type {kind.decode(errors='replace')!r} is not one of {EVENT_TYPES}",
-            )
-        try:
-            event = decode_event(headers, record.value)
-        except UndecodableRecord as error:
-            raise _Poison("undecodable", str(error)) from error
-        except ValidationError as error:
-            raise _Poison("invalid_event", _describe(error)) from error
-        if record.key != event.subject.encode():
-            raise _Poison(
-                "invalid_event",
-                f"the record key {record.key!r} is not the subject {event.subject!r}",
-            )
-        try:
-            fact = fact_of(
-                event, self._scoring.zone, self._scoring.base_currency, self._scoring.rates
-            )
-        except UnknownCurrency as error:
-            raise _Poison("unknown_currency", str(error)) from error
-        digest = hashlib.sha256(
-            f"{event.type}|{event.subject}|{event.time.isoformat()}|".encode()
-            + (record.value or b"")
-        ).digest()
-        return _Good(record, event, fact, digest)
-
     async def _dedupe(
-        self, repository: ScorerRepository, sorted_: _Sorted, wall: datetime
-    ) -> list[_Good]:
-        """The events not applied before, in order; a reused id with other content (in this
-        batch or before) is a dead letter, an exact repeat is skipped."""
+        self, repository: ScorerRepository, sorted_: list[_Sorted], wall: datetime
+    ) -> dict[int, list[_Good]]:
+        """The events not applied before, per partition in order; a reused id with other
+        content (in this batch or before) is a dead letter, an exact repeat is skipped."""
         first: dict[tuple[str, str], _Good] = {}
-        repeats: list[_Good] = []
-        for good in sorted_.good:
-            key = (good.event.source, good.event.id)
-            if key in first:
-                repeats.append(good)
-            else:
-                first[key] = good
-        seen = await repository.record_events([(s, i, g.digest) for (s, i), g in first.items()])
-        conflicts = [g for k, g in first.items() if seen[k] == "conflict"]
-        conflicts += [g for g in repeats if g.digest != first[(g.event.source, g.event.id)].digest]
-        for good in conflicts:
-            sorted_.reject(
+        repeats: list[tuple[_Sorted, _Good]] = []
+        owner: dict[tuple[str, str], _Sorted] = {}
+        for one in sorted_:
+            for good in one.good:
+                key = (good.event.source, good.event.id)
+                if key in first:
+                    repeats.append((one, good))
+                else:
+                    first[key] = good
+                    owner[key] = one
+        seen = await repository.record_events(
+            [(s, i, g.event.digest) for (s, i), g in first.items()]
+        )
+        conflicts = [(owner[k], g) for k, g in first.items() if seen[k] == "conflict"]
+        conflicts += [
+            (one, g)
+            for one, g in repeats
+            if g.event.digest != first[(g.event.source, g.event.id)].event.digest
+        ]
+        for one, good in conflicts:
+            one.reject(
                 good.record,
                 "conflicting_duplicate",
                 f"event {good.event.id!r} of {good.event.source!r} was already counted with "
                 "different content; this version is not counted",
                 wall,
             )
-        return [g for k, g in first.items() if seen[k] == "new"]
-
-
-class _Poison(ValueError):
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason: Reason = reason
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
-        for e in error.errors(include_url=False)
-    )
+        fresh: dict[int, list[_Good]] = {}
+        for key, good in first.items():
+            if seen[key] == "new":
+                fresh.setdefault(good.record.partition, []).append(good)
+        return fresh

@@ -9,8 +9,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PartitionState:
+    """Mutable: the handler moves it record by record, then saves it with the batch."""
+
     partition: int
     clock: datetime | None = None  # replay mode: the latest event time seen
     swept_day: int | None = None  # time-driven changes are emitted up to this day
@@ -49,7 +51,9 @@ _ALL_PARTITIONS = text("""
 _SAVE_PARTITION = text("""
     INSERT INTO scorer_partitions
         (topic, partition, clock, swept_day, applied, last_event_time, processed_at)
-    VALUES (:topic, :partition, :clock, :swept_day, :applied, :last_event_time, :processed_at)
+    SELECT :topic, * FROM unnest(CAST(:partitions AS int[]), CAST(:clocks AS timestamptz[]),
+        CAST(:swept AS int[]), CAST(:applied AS text[]), CAST(:last AS timestamptz[]),
+        CAST(:processed AS timestamptz[]))
     ON CONFLICT (topic, partition) DO UPDATE SET
         clock = excluded.clock, swept_day = excluded.swept_day, applied = excluded.applied,
         last_event_time = excluded.last_event_time, processed_at = excluded.processed_at
@@ -108,19 +112,20 @@ class ControlRepository:
             for row in rows
         }
 
-    async def save_partition(self, state: PartitionState) -> None:
-        await self._session.execute(
-            _SAVE_PARTITION,
-            {
-                "topic": self._topic,
-                "partition": state.partition,
-                "clock": state.clock,
-                "swept_day": state.swept_day,
-                "applied": state.applied,
-                "last_event_time": state.last_event_time,
-                "processed_at": state.processed_at,
-            },
-        )
+    async def save_partitions(self, states: list[PartitionState]) -> None:
+        if states:
+            await self._session.execute(
+                _SAVE_PARTITION,
+                {
+                    "topic": self._topic,
+                    "partitions": [s.partition for s in states],
+                    "clocks": [s.clock for s in states],
+                    "swept": [s.swept_day for s in states],
+                    "applied": [s.applied for s in states],
+                    "last": [s.last_event_time for s in states],
+                    "processed": [s.processed_at for s in states],
+                },
+            )
 
     async def active_ruleset(self) -> StoredRuleset | None:
         row = (await self._session.execute(_ACTIVE)).one_or_none()

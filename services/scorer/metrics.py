@@ -44,11 +44,14 @@ class Tally:
         self.duplicates += len(timestamps_ms) - applied - sum(1 for _ in reasons)
         now_ms = wall.timestamp() * 1000
         self.latencies += [max(now_ms - ts, 0) / 1000 for ts in timestamps_ms]
+        self.add_changes(changes)
+        if last_event_time is not None:
+            self.event_lag[partition] = max((wall - last_event_time).total_seconds(), 0)
+
+    def add_changes(self, changes: Iterable[_Changed]) -> None:
         for change in changes:
             before = "none" if change.before is None else change.before.tier.id
             self.transitions[(before, change.after.tier.id)] += 1
-        if last_event_time is not None:
-            self.event_lag[partition] = max((wall - last_event_time).total_seconds(), 0)
 
 
 class ScorerMetrics:

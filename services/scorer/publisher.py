@@ -3,39 +3,104 @@ CloudEvents Kafka binary-mode records (SPEC §5), keyed by customer id."""
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from schemas.v1 import tiers as contract
-from schemas.v1.binding import attribute_headers
+from schemas.v1.binding import CONTENT_TYPE
 from schemas.v1.deadletter import DeadLetterV1
 from services.kafka_io.record import Record
-from services.scorer.scoring import Change, to_contract
+from services.scorer.rules import Tier
+from services.scorer.scoring import Change, EventCause, day_start, direction
 
 SOURCE = "tierstream/scorer"
+_SOURCE = SOURCE.encode()
 
 
 def change_records(change: Change, zone: ZoneInfo) -> tuple[Record, Record]:
     """The `tierstream.tier.changed` record and the customer's latest-tier record; both carry
     the change id as their CloudEvents id, so consumers dedupe redeliveries by it."""
-    payload = to_contract(change, zone)
     key = change.customer_id.encode()
+    since = change.after.since
     changed = Record(
         key,
-        payload.__pydantic_serializer__.to_json(payload),
-        _headers(contract.TIER_CHANGED, change.change_id, change.customer_id, payload.changed_at),
+        change_json(change, zone),
+        _headers(contract.TIER_CHANGED, change.change_id, change.customer_id, since),
     )
-    latest = contract.CustomerTierV1(
-        customer_id=change.customer_id,
-        tier=payload.to_tier,
-        since=payload.changed_at,
-        ruleset_version=payload.ruleset_version,
-        change_id=change.change_id,
-    )
+    latest = {
+        "customer_id": change.customer_id,
+        "tier": _tier(change.after.tier),
+        "since": since,
+        "ruleset_version": change.after.ruleset_version,
+        "change_id": change.change_id,
+    }
     return changed, Record(
         key,
-        latest.__pydantic_serializer__.to_json(latest),
-        _headers(contract.CUSTOMER_TIER, change.change_id, change.customer_id, latest.since),
+        orjson.dumps(latest, option=orjson.OPT_UTC_Z),
+        _headers(contract.CUSTOMER_TIER, change.change_id, change.customer_id, since),
     )
+
+
+def change_json(change: Change, zone: ZoneInfo) -> bytes:
+    """`to_contract(change, zone)` serialized, byte for byte, without building the pydantic
+    models (this runs for every change; tests/unit/test_publisher.py holds them equal)."""
+    before, after, found = change.before, change.after, change.features
+    t = change.thresholds
+    cause = change.cause
+    payload = {
+        "change_id": change.change_id,
+        "customer_id": change.customer_id,
+        "from_tier": None if before is None else _tier(before.tier),
+        "to_tier": _tier(after.tier),
+        "direction": direction(before, after),
+        "changed_at": after.since,
+        "previous_tier_seconds": None
+        if before is None
+        else int((after.since - before.since).total_seconds()),
+        "features": {
+            "as_of": day_start(found.day, zone),
+            "recency_days": found.recency_days,
+            "frequency": found.frequency,
+            "monetary": _money(found.monetary),
+            "frequency_90d": found.frequency_90d,
+            "monetary_90d": _money(found.monetary_90d),
+            "interactions_30d": found.interactions_30d,
+            "tenure_days": found.tenure_days,
+        },
+        "levels": {
+            "recency": change.levels.recency,
+            "frequency": change.levels.frequency,
+            "monetary": change.levels.monetary,
+            "segment": change.levels.segment,
+        },
+        "thresholds": {
+            "mode": change.threshold_mode,
+            "recency_days": str(t.recency_days),
+            "frequency": str(t.frequency),
+            "monetary": _money(t.monetary),
+        },
+        "ruleset_version": after.ruleset_version,
+        "matched_rule": after.tier.id,
+        "cause": {"kind": "event", "event_id": cause.id, "event_source": cause.source}
+        if isinstance(cause, EventCause)
+        else {"kind": "clock", "reason": cause},
+    }
+    return orjson.dumps(payload, option=orjson.OPT_UTC_Z)
+
+
+def _tier(tier: Tier) -> dict[str, object]:
+    return {
+        "id": tier.id,
+        "labels": {"zh": tier.label_zh, "en": tier.label_en},
+        "rank": tier.rank,
+        "high_value": tier.high_value,
+    }
+
+
+def _money(minor: int) -> str:
+    return str(Decimal(minor) / 100)
 
 
 def dead_letter(
@@ -46,13 +111,13 @@ def dead_letter(
 
 
 def _headers(kind: str, event_id: str, subject: str, time: datetime) -> list[tuple[str, bytes]]:
-    return attribute_headers(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": SOURCE,
-            "type": kind,
-            "subject": subject,
-            "time": time.isoformat(),
-        }
-    )
+    """What `schemas.v1.binding.attribute_headers` gives for these attributes."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id.encode()),
+        ("ce_source", _SOURCE),
+        ("ce_type", kind.encode()),
+        ("ce_subject", subject.encode()),
+        ("ce_time", time.isoformat().encode()),
+        CONTENT_TYPE,
+    ]

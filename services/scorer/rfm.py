@@ -49,15 +49,22 @@ class Day:
     interactions: int = 0
 
     def plus(self, fact: Fact) -> "Day":
-        if fact.kind == "purchase":
-            return replace(
-                self, purchases=self.purchases + 1, purchased=self.purchased + fact.amount
+        # constructors, not dataclasses.replace: this runs once per event
+        kind = fact.kind
+        if kind == "purchase":
+            return Day(
+                self.purchases + 1, self.purchased + fact.amount, self.refunded, self.interactions
             )
-        if fact.kind == "refund":
-            return replace(self, refunded=self.refunded + fact.amount)
-        if fact.kind == "interaction":
-            return replace(self, interactions=self.interactions + 1)
+        if kind == "refund":
+            return Day(
+                self.purchases, self.purchased, self.refunded + fact.amount, self.interactions
+            )
+        if kind == "interaction":
+            return Day(self.purchases, self.purchased, self.refunded, self.interactions + 1)
         return self
+
+
+_EMPTY = Day()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,21 +113,21 @@ def apply(state: CustomerState | None, fact: Fact, windows: Windows) -> Customer
     elif fact.day > state.anchor:
         state = advance(state, fact.day, windows)
     is_purchase = fact.kind == "purchase"
-    state = replace(
-        state,
-        first_day=min(state.first_day, fact.day),
-        last_purchase=_latest(state.last_purchase, fact.day if is_purchase else None),
-    )
+    first_day = min(state.first_day, fact.day)
+    last_purchase = _latest(state.last_purchase, fact.day if is_purchase else None)
+    dropped = state.last_purchase_dropped
     if fact.day <= state.anchor - windows.retained:
         if is_purchase:
-            state = replace(
-                state, last_purchase_dropped=_latest(state.last_purchase_dropped, fact.day)
-            )
-        return state
+            dropped = _latest(dropped, fact.day)
+        return CustomerState(
+            first_day, state.anchor, state.days, state.totals, last_purchase, dropped
+        )
     days = dict(state.days)
-    days[fact.day] = days.get(fact.day, Day()).plus(fact)
+    days[fact.day] = days.get(fact.day, _EMPTY).plus(fact)
     totals = _add(state.totals, state.anchor - fact.day, fact, windows)
-    return replace(state, days=MappingProxyType(days), totals=totals)
+    return CustomerState(
+        first_day, state.anchor, MappingProxyType(days), totals, last_purchase, dropped
+    )
 
 
 def apply_all(
@@ -180,25 +187,29 @@ def features(state: CustomerState, today: int, windows: Windows) -> Features:
 
 def _add(totals: Totals, age: int, fact: Fact, windows: Windows) -> Totals:
     """`age` = anchor - day: the fact is inside a W-day window when age < W."""
+    frequency, monetary, frequency_short, monetary_short, interactions = (
+        totals.frequency,
+        totals.monetary,
+        totals.frequency_short,
+        totals.monetary_short,
+        totals.interactions,
+    )
     if fact.kind == "interaction":
-        if age < windows.interactions:
-            return replace(totals, interactions=totals.interactions + 1)
+        if age >= windows.interactions:
+            return totals
+        interactions += 1
+    elif fact.kind in ("purchase", "refund"):
+        count = 1 if fact.kind == "purchase" else 0
+        money = fact.amount if fact.kind == "purchase" else -fact.amount
+        if age < windows.main:
+            frequency += count
+            monetary += money
+        if age < windows.short:
+            frequency_short += count
+            monetary_short += money
+    else:
         return totals
-    if fact.kind not in ("purchase", "refund"):
-        return totals
-    count = 1 if fact.kind == "purchase" else 0
-    money = fact.amount if fact.kind == "purchase" else -fact.amount
-    if age < windows.main:
-        totals = replace(
-            totals, frequency=totals.frequency + count, monetary=totals.monetary + money
-        )
-    if age < windows.short:
-        totals = replace(
-            totals,
-            frequency_short=totals.frequency_short + count,
-            monetary_short=totals.monetary_short + money,
-        )
-    return totals
+    return Totals(frequency, monetary, frequency_short, monetary_short, interactions)
 
 
 def totals_at(days: Mapping[int, Day], today: int, windows: Windows) -> Totals:

@@ -209,16 +209,18 @@ def direction(before: Standing | None, after: Standing) -> contract.Direction:
 
 
 def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
-    """The `tierstream.tier.changed` payload (SPEC §5)."""
+    """The `tierstream.tier.changed` payload (SPEC §5). Built without validation (this runs
+    for every change, from values the core produced); tests/unit/test_scoring.py validates
+    the output against the contract on generated histories."""
     before = change.before
     cause: contract.EventCause | contract.ClockCause = (
-        contract.EventCause(
+        contract.EventCause.model_construct(
             kind="event", event_id=change.cause.id, event_source=change.cause.source
         )
         if isinstance(change.cause, EventCause)
-        else contract.ClockCause(kind="clock", reason=change.cause)
+        else contract.ClockCause.model_construct(kind="clock", reason=change.cause)
     )
-    return contract.TierChangedV1(
+    return contract.TierChangedV1.model_construct(
         change_id=change.change_id,
         customer_id=change.customer_id,
         from_tier=None if before is None else tier_contract(before.tier),
@@ -229,13 +231,13 @@ def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
         if before is None
         else int((change.after.since - before.since).total_seconds()),
         features=to_features(change.features, zone),
-        levels=contract.Levels(
+        levels=contract.Levels.model_construct(
             recency=change.levels.recency,
             frequency=change.levels.frequency,
             monetary=change.levels.monetary,
             segment=change.levels.segment,
         ),
-        thresholds=contract.Thresholds(
+        thresholds=contract.Thresholds.model_construct(
             mode=change.threshold_mode,
             recency_days=Decimal(change.thresholds.recency_days),
             frequency=Decimal(change.thresholds.frequency),
@@ -248,9 +250,9 @@ def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
 
 
 def tier_contract(tier: Tier) -> contract.Tier:
-    return contract.Tier(
+    return contract.Tier.model_construct(
         id=tier.id,
-        labels=contract.TierLabels(zh=tier.label_zh, en=tier.label_en),
+        labels=contract.TierLabels.model_construct(zh=tier.label_zh, en=tier.label_en),
         rank=tier.rank,
         high_value=tier.high_value,
     )
@@ -258,9 +260,8 @@ def tier_contract(tier: Tier) -> contract.Tier:
 
 def to_features(found: Features, zone: ZoneInfo) -> contract.Features:
     """Features are per local day: `as_of` is the start of that day in the business zone."""
-    as_of = datetime.combine(date.fromordinal(found.day), time(0), zone).astimezone(UTC)
-    return contract.Features(
-        as_of=as_of,
+    return contract.Features.model_construct(
+        as_of=day_start(found.day, zone),
         recency_days=found.recency_days,
         frequency=found.frequency,
         monetary=Decimal(found.monetary) / 100,
@@ -269,3 +270,8 @@ def to_features(found: Features, zone: ZoneInfo) -> contract.Features:
         interactions_30d=found.interactions_30d,
         tenure_days=found.tenure_days,
     )
+
+
+def day_start(day: int, zone: ZoneInfo) -> datetime:
+    """The instant a local day begins, in UTC."""
+    return datetime.combine(date.fromordinal(day), time(0), zone).astimezone(UTC)

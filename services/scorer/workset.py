@@ -52,11 +52,12 @@ class OutTopics:
 
 @dataclass(slots=True)
 class _Entry:
+    partition: int
     state: CustomerState
     encoded: bytes | None  # the stored bytes while the state is unchanged
     standing: Standing | None
     change_id: str | None
-    due: int
+    due: int | None  # None: to be computed (once per batch, not once per event)
     day: int  # the day it was last evaluated at
     dirty: bool
 
@@ -67,7 +68,6 @@ class Workset:
         repository: ScorerRepository,
         outbox: Outbox,
         *,
-        partition: int,
         scoring: Scoring,
         standard: Standard,
         tiers: TierLookup,
@@ -75,7 +75,6 @@ class Workset:
     ) -> None:
         self._repository = repository
         self._outbox = outbox
-        self._partition = partition
         self._scoring = scoring
         self._standard = standard
         self._tiers = tiers
@@ -91,7 +90,14 @@ class Workset:
                 self._entries[customer_id] = self._entry(stored)
 
     def score(
-        self, customer_id: str, fact: Fact, cause: EventCause, *, clock_day: int, now: datetime
+        self,
+        customer_id: str,
+        partition: int,
+        fact: Fact,
+        cause: EventCause,
+        *,
+        clock_day: int,
+        now: datetime,
     ) -> Change | None:
         entry = self._entries.get(customer_id)
         state, standing, change = score_event(
@@ -108,11 +114,12 @@ class Workset:
         )
         day = max(clock_day, state.anchor)
         self._entries[customer_id] = _Entry(
+            partition,
             state,
             None,
             standing,
             change.change_id if change else (entry.change_id if entry else None),
-            self._due(state, day),
+            None,
             day,
             dirty=True,
         )
@@ -120,27 +127,57 @@ class Workset:
             self._changes.append(change)
         return change
 
-    async def sweep(self, day: int, now: datetime, keep: Collection[str] = ()) -> None:
-        """Time-driven changes: every customer whose due day has come, evaluated at `day`."""
+    async def sweep(
+        self, partition: int, day: int, now: datetime, keep: Collection[str] = ()
+    ) -> None:
+        """Time-driven changes: every customer of the partition whose due day has come,
+        evaluated at `day`."""
         for customer_id, entry in list(self._entries.items()):
-            if entry.due <= day:
+            if entry.partition == partition and self._due_of(entry) <= day:
                 self._rescore(
                     customer_id, entry, day=day, now=now, cause="time_passed", detail=str(day)
                 )
         after = ""
-        while page := await self._repository.due(self._partition, day, after, PAGE):
+        while page := await self._repository.due(partition, day, after, PAGE):
             self._rescore_page(page, day, now, "time_passed", str(day))
             after = page[-1].customer_id
             await self._trim(keep)
+            if len(page) < PAGE:
+                break
 
-    async def retier(self, day: int, now: datetime, cause: ClockReason, detail: str) -> None:
+    async def load_due(self, partition: int, day: int) -> None:
+        """Loads the customers of the partition due by `day`, so that the sweeps of every
+        day up to it (`sweep_loaded`) need no further query: a customer not loaded now is
+        stored with a later due day."""
+        after = ""
+        while page := await self._repository.due(partition, day, after, PAGE):
+            for stored in page:
+                if stored.customer_id not in self._entries:
+                    self._entries[stored.customer_id] = self._entry(stored)
+            after = page[-1].customer_id
+            if len(page) < PAGE:
+                break
+
+    def sweep_loaded(self, partition: int, day: int, now: datetime) -> None:
+        """`sweep` over the customers in memory, after `load_due` for a day >= `day`."""
+        for customer_id, entry in list(self._entries.items()):
+            if entry.partition == partition and self._due_of(entry) <= day:
+                self._rescore(
+                    customer_id, entry, day=day, now=now, cause="time_passed", detail=str(day)
+                )
+
+    async def retier(
+        self, partition: int, day: int, now: datetime, cause: ClockReason, detail: str
+    ) -> None:
         """Every customer of the partition under the current standard (a new ruleset or new
         population thresholds); only customers whose tier or due day moved are written."""
         after = ""
-        while page := await self._repository.page(self._partition, after, PAGE):
+        while page := await self._repository.page(partition, after, PAGE):
             self._rescore_page(page, day, now, cause, detail)
             after = page[-1].customer_id
             await self._trim(())
+            if len(page) < PAGE:
+                break
 
     async def flush(self) -> None:
         """Saves the changed customers, their history and their outgoing records."""
@@ -200,7 +237,7 @@ class Workset:
         if change is not None:
             entry.change_id = change.change_id
             self._changes.append(change)
-        if change is not None or cause == "time_passed" or due < entry.due:
+        if change is not None or cause == "time_passed" or due < self._due_of(entry):
             entry.dirty = True
             entry.day = today
         entry.due = due
@@ -209,6 +246,11 @@ class Workset:
         if len(self._entries) > KEEP_AT_MOST:
             await self.flush()
             self._entries = {c: e for c, e in self._entries.items() if c in keep}
+
+    def _due_of(self, entry: _Entry) -> int:
+        if entry.due is None:
+            entry.due = self._due(entry.state, entry.day)
+        return entry.due
 
     def _due(self, state: CustomerState, today: int) -> int:
         return due_day(
@@ -226,7 +268,14 @@ class Workset:
             standing = Standing(self._tiers(version, stored.tier), stored.tier_since, version)
         state = state_codec.decode(stored.state, self._scoring.windows)
         return _Entry(
-            state, stored.state, standing, stored.change_id, stored.due_day, state.anchor, False
+            stored.partition,
+            state,
+            stored.state,
+            standing,
+            stored.change_id,
+            stored.due_day,
+            state.anchor,
+            dirty=False,
         )
 
     def _stored(self, customer_id: str, entry: _Entry) -> StoredCustomer:
@@ -240,8 +289,8 @@ class Workset:
             None if standing is None else standing.tier.id,
             None if standing is None else standing.since,
             None if standing is None else standing.ruleset_version,
-            self._partition,
-            entry.due,
+            entry.partition,
+            self._due_of(entry),
             entry.change_id,
             found.frequency,
             found.monetary,

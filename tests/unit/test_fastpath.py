@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from schemas.v1.binding import encode_event
 from schemas.v1.events import event_adapter
-from services.ingest import fastpath
+from services import event_codec as fastpath
 from services.kafka_io.record import Record
 from tests.events import changed, customer, interaction, transaction
 

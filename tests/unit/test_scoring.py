@@ -29,7 +29,9 @@ WINDOWS = Windows()
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def run(facts: list[Fact], clock_day: int = START) -> list[tuple[Standing, Change | None]]:
+def run(
+    facts: list[Fact], clock_day: int = START, now: datetime = NOW
+) -> list[tuple[Standing, Change | None]]:
     state: CustomerState | None = None
     standing: Standing | None = None
     out = []
@@ -44,7 +46,7 @@ def run(facts: list[Fact], clock_day: int = START) -> list[tuple[Standing, Chang
             thresholds=RULESET.thresholds,
             windows=WINDOWS,
             clock_day=clock_day,
-            now=NOW + timedelta(hours=i),
+            now=now + timedelta(hours=i, microseconds=i * 7),
         )
         out.append((standing, change))
     return out
@@ -285,3 +287,16 @@ def test_rescoring_after_time_passed_names_the_day() -> None:
     assert after.tier.id == "important_winback"
     assert change.change_id == change_id("C-1", "time_passed", str(START + 91))
     assert to_contract(change, ZoneInfo("UTC")).direction == "down"
+
+
+@given(history=st.lists(facts, min_size=1, max_size=25), clock=st.integers(0, 200))
+def test_every_change_payload_is_valid_under_the_contract(history: list[Fact], clock: int) -> None:
+    """to_contract builds without validating: the contract must accept what it builds."""
+    for _, change in run(history, clock_day=START + clock):
+        if change is not None:
+            payload = to_contract(change, ZoneInfo("Asia/Shanghai"))
+            raw = payload.__pydantic_serializer__.to_json(payload)
+            assert TierChangedV1.model_validate_json(raw) == TierChangedV1.model_validate(
+                payload.model_dump()
+            )
+            assert TierChangedV1.model_validate_json(raw).model_dump_json().encode() == raw

@@ -1,4 +1,4 @@
-"""The hot path of ingest: a strict msgspec decoder for the common case.
+"""The hot paths of ingest and the scorer: strict msgspec decoders for the common case.
 
 The contract is schemas/ (pydantic). This decoder accepts a subset of it: everything it
 accepts, the contract accepts with the same meaning and the same Kafka record
@@ -132,3 +132,52 @@ def encode(event: FastEvent) -> Record:
             CONTENT_TYPE,
         ],
     )
+
+
+class Attributes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The `ce_*` headers of a binary-mode record, without extension attributes."""
+
+    specversion: Literal["1.0"]
+    id: Text
+    source: Text
+    type: Literal["tierstream.transaction", "tierstream.interaction", "tierstream.customer"]
+    subject: Identifier
+    time: Timestamp
+
+
+_DATA: dict[str, type[_Data]] = {
+    "tierstream.transaction": TransactionData,
+    "tierstream.interaction": InteractionData,
+    "tierstream.customer": CustomerData,
+}
+
+
+@functools.cache
+def _attributes_decoder() -> msgspec.json.Decoder[Attributes]:
+    return msgspec.json.Decoder(Attributes)
+
+
+@functools.cache
+def _data_decoder(kind: str) -> msgspec.json.Decoder[_Data]:
+    return msgspec.json.Decoder(_DATA[kind])
+
+
+def decode_record(
+    headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], value: bytes | None
+) -> tuple[Attributes, TransactionData | InteractionData | CustomerData] | None:
+    """A binary-mode record's attributes and data, or None when the contract's decoding
+    (`schemas.v1.binding.decode_event`) has to decide. Attributes and data are decoded
+    apart, each strictly, so a value can never smuggle in an attribute."""
+    if value is None:
+        return None
+    attributes: dict[str, str] = {}
+    try:
+        for name, raw in headers:
+            if name.startswith("ce_"):
+                attributes[name[3:]] = raw.decode()
+        found = _attributes_decoder().decode(_encoder().encode(attributes))
+        data = _data_decoder(found.type).decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    assert isinstance(data, TransactionData | InteractionData | CustomerData)  # noqa: S101
+    return found, data

@@ -1,0 +1,31 @@
+"""Outbox headers as one value (msgpack list of [name, value]), so that a batch of records is
+inserted by one statement over arrays.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-23
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
+    op.execute("ALTER TABLE outbox ADD COLUMN headers bytea NOT NULL DEFAULT '\\x90'")  # []
+    op.execute("ALTER TABLE outbox DROP COLUMN header_names, DROP COLUMN header_values")
+
+
+def downgrade() -> None:
+    op.execute("DELETE FROM outbox")
+    op.execute("ALTER TABLE outbox DROP COLUMN headers")
+    op.execute(
+        "ALTER TABLE outbox ADD COLUMN header_names text[] NOT NULL DEFAULT '{}', "
+        "ADD COLUMN header_values bytea[] NOT NULL DEFAULT '{}'"
+    )

@@ -1,0 +1,101 @@
+"""From a consumed record to what the scorer applies, or the reason it is poison.
+
+Two paths, one answer: the strict msgspec decoder (services/event_codec.py) takes the
+common case; anything it does not accept goes through the contract's own decoding
+(`schemas.v1.binding.decode_event`), which decides and explains. tests/unit/test_decoding.py
+checks on generated records that both paths give identical results.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import ValidationError
+
+from schemas.v1.binding import Event, UndecodableRecord, decode_event
+from schemas.v1.deadletter import Reason
+from schemas.v1.events import EVENT_TYPES, TransactionEvent
+from services import event_codec
+from services.scorer.facts import UnknownCurrency, local_day, minor_units
+from services.scorer.rfm import Fact
+from services.scorer.workset import Scoring
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    source: str
+    id: str
+    subject: str
+    time: datetime
+    fact: Fact
+    digest: bytes  # of the content: the same (source, id) with another digest is a conflict
+
+
+class Poison(ValueError):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+def decode(
+    key: bytes | None, headers: Sequence[tuple[str, bytes]], value: bytes | None, scoring: Scoring
+) -> Incoming:
+    headers = list(headers)
+    fast = event_codec.decode_record(headers, value)
+    if fast is not None:
+        attributes, data = fast
+        kind, subject, time = attributes.type, attributes.subject, attributes.time
+        source, event_id = attributes.source, attributes.id
+        amount = (
+            (data.kind, Decimal(data.amount), data.currency)
+            if isinstance(data, event_codec.TransactionData)
+            else None
+        )
+    else:
+        event = _contract_event(headers, value)
+        kind, subject, time = event.type, event.subject, event.time
+        source, event_id = event.source, event.id
+        amount = (
+            (event.data.kind, event.data.amount, event.data.currency)
+            if isinstance(event, TransactionEvent)
+            else None
+        )
+    if key != subject.encode():
+        raise Poison("invalid_event", f"the record key {key!r} is not the subject {subject!r}")
+    day = local_day(time, scoring.zone)
+    if amount is None:
+        fact = Fact(day, "interaction" if kind == "tierstream.interaction" else "profile")
+    else:
+        try:
+            money = minor_units(amount[1], amount[2], scoring.base_currency, scoring.rates)
+        except UnknownCurrency as error:
+            raise Poison("unknown_currency", str(error)) from error
+        fact = Fact(day, amount[0], money)
+    digest = hashlib.sha256(
+        f"{kind}|{subject}|{time.isoformat()}|".encode() + (value or b"")
+    ).digest()
+    return Incoming(source, event_id, subject, time, fact, digest)
+
+
+def _contract_event(headers: list[tuple[str, bytes]], value: bytes | None) -> Event:
+    kind = next((v for n, v in headers if n == "ce_type"), None)
+    if kind is not None and kind.decode(errors="replace") not in EVENT_TYPES:
+        raise Poison(
+            "unsupported_type",
+            f"type {kind.decode(errors='replace')!r} is not one of {EVENT_TYPES}",
+        )
+    try:
+        return decode_event(headers, value)
+    except UndecodableRecord as error:
+        raise Poison("undecodable", str(error)) from error
+    except ValidationError as error:
+        raise Poison("invalid_event", _describe(error)) from error
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
+        for e in error.errors(include_url=False)
+    )

@@ -1,0 +1,57 @@
+"""The scorer's outgoing records: built without pydantic on the hot path, they must be
+byte for byte what the contract's models serialize, and valid under the contract."""
+
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.v1.binding import attribute_headers
+from schemas.v1.tiers import CustomerTierV1, TierChangedV1
+from services.scorer.publisher import SOURCE, change_json, change_records
+from services.scorer.rfm import Fact
+from services.scorer.scoring import to_contract
+from tests.unit.test_rfm import START
+from tests.unit.test_scoring import facts, run
+
+zones = st.sampled_from([ZoneInfo("UTC"), ZoneInfo("Asia/Shanghai"), ZoneInfo("America/Lima")])
+instants = st.datetimes(
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - made aware below
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))]),
+)
+
+
+@given(
+    history=st.lists(facts, min_size=1, max_size=20),
+    clock=st.integers(0, 200),
+    zone=zones,
+    start=instants,
+)
+def test_change_json_is_the_contract_serialization(
+    history: list[Fact], clock: int, zone: ZoneInfo, start: datetime
+) -> None:
+    for _, change in run(history, clock_day=START + clock, now=start):
+        if change is None:
+            continue
+        expected = to_contract(change, zone)
+        raw = change_json(change, zone)
+        assert raw == expected.__pydantic_serializer__.to_json(expected)
+        assert TierChangedV1.model_validate_json(raw) == expected
+        changed, latest = change_records(change, zone)
+        assert changed.value == raw
+        assert changed.headers == attribute_headers(
+            {
+                "specversion": "1.0",
+                "id": change.change_id,
+                "source": SOURCE,
+                "type": "tierstream.tier.changed",
+                "subject": change.customer_id,
+                "time": change.after.since.isoformat(),
+            }
+        )
+        tier = CustomerTierV1.model_validate_json(latest.value)
+        assert tier.change_id == change.change_id
+        assert tier.since == change.after.since
+        assert latest.value == tier.model_dump_json().encode()
