@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from services.ingest.auth import new_key
 from services.kafka_io.topics import ensure_topics, tierstream_topics
@@ -41,15 +42,71 @@ def _rules_check(args: argparse.Namespace) -> int:
     try:
         ruleset = rules.load(args.file.read_text(encoding="utf-8"), str(args.file))
     except rules.RulesetError as error:
-        print(f"{args.file}: refused", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
+        return _refused(args.file, error)
     print(f"{args.file}: ruleset {ruleset.version} ({ruleset.mode} thresholds) is valid")
     for tier in ruleset.tiers:
         flag = " [high value]" if tier.high_value else ""
         print(f"  {tier.rank:>3}  {tier.id} {tier.label_zh} / {tier.label_en}{flag}")
     return 0
+
+
+def _rules_preview(args: argparse.Namespace) -> int:
+    from services.scorer import rules  # noqa: PLC0415
+
+    try:
+        found = asyncio.run(_with_scorer_db(args, "preview"))
+    except rules.RulesetError as error:
+        return _refused(args.file, error)
+    print(found.render())
+    return 0
+
+
+def _rules_activate(args: argparse.Namespace) -> int:
+    from services.scorer import rules  # noqa: PLC0415
+    from services.scorer.control_repository import VersionConflict  # noqa: PLC0415
+
+    try:
+        stored = asyncio.run(_with_scorer_db(args, "activate"))
+    except rules.RulesetError as error:
+        return _refused(args.file, error)
+    except VersionConflict as error:
+        print(f"{args.file}: refused: {error}", file=sys.stderr)
+        return 1
+    print(f"ruleset {stored.version} is active since {stored.activated_at:%Y-%m-%d %H:%M:%S %Z}")
+    print("running scorers re-tier every customer and emit the changes")
+    return 0
+
+
+async def _with_scorer_db(args: argparse.Namespace, what: str) -> Any:
+    from schemas.v1 import topics  # noqa: PLC0415
+    from services.db.engine import create_engine, sessions  # noqa: PLC0415
+    from services.scorer import preview  # noqa: PLC0415
+    from services.scorer.main import scoring_of, wall_clock  # noqa: PLC0415
+    from services.scorer.settings import ScorerSettings  # noqa: PLC0415
+
+    settings = ScorerSettings(**({"database_url": args.url} if args.url else {}))
+    text = args.file.read_text(encoding="utf-8")
+    engine = create_engine(settings.database_url, "cli")
+    try:
+        if what == "activate":
+            return await preview.activate(sessions(engine), text, str(args.file))
+        return await preview.preview(
+            sessions(engine),
+            text,
+            scoring=scoring_of(settings),
+            topic=settings.topic_prefix + topics.CUSTOMER_EVENTS,
+            clock=settings.clock,
+            now=wall_clock,
+        )
+    finally:
+        await engine.dispose()
+
+
+def _refused(file: Path, error: Any) -> int:
+    print(f"{file}: refused", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,6 +150,14 @@ def parser() -> argparse.ArgumentParser:
     check = rules.add_parser("check", help="validate a ruleset file; exit 1 naming problems")
     check.add_argument("file", type=Path)
     check.set_defaults(run=_rules_check)
+    for name, run, helps in (
+        ("preview", _rules_preview, "tier distribution and from->to moves on the live state"),
+        ("activate", _rules_activate, "make a ruleset active: scorers re-tier and emit changes"),
+    ):
+        command = rules.add_parser(name, help=helps)
+        command.add_argument("file", type=Path)
+        command.add_argument("--url", help="database URL (default: TIERSTREAM_DATABASE_URL)")
+        command.set_defaults(run=run)
     return root
 
 

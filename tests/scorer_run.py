@@ -113,6 +113,19 @@ async def swept(scorer: Scorer, day: datetime, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def applied(scorer: Scorer, key: str, timeout_s: float = 30.0) -> None:
+    """Until every partition was re-tiered under the standard `key`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with unit_of_work(scorer.sessions) as session:
+            parts = await ControlRepository(session, scorer.topic).partitions()
+        if parts and all(p.applied == key for p in parts.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not re-tiered under {key}: {parts}")
+        await asyncio.sleep(0.1)
+
+
 def topic_of(prefix: str, name: str) -> str:
     return prefix + name
 

@@ -40,10 +40,15 @@ class Poison(ValueError):
 
 
 def decode(
-    key: bytes | None, headers: Sequence[tuple[str, bytes]], value: bytes | None, scoring: Scoring
+    key: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    value: bytes | None,
+    scoring: Scoring,
+    *,
+    fast_path: bool = True,
 ) -> Incoming:
     headers = list(headers)
-    fast = event_codec.decode_record(headers, value)
+    fast = event_codec.decode_record(headers, value) if fast_path else None
     if fast is not None:
         attributes, data = fast
         kind, subject, time = attributes.type, attributes.subject, attributes.time

@@ -72,6 +72,7 @@ class Status(_Answer):
     clock: Literal["wall", "event"]
     partitions: list[PartitionStatus]
     last_event_time: datetime | None
+    outbox_pending: int  # tier changes and dead letters written, not yet on Kafka
 
 
 class AsOfOutOfRange(ValueError):
@@ -179,6 +180,7 @@ class Queries:
         async with unit_of_work(self._sessions) as session:
             positions = await OffsetStore(session, self._consumer, self._topic).positions()
             parts = await ControlRepository(session, self._topic).partitions()
+            pending = await Outbox(session).pending_count()
         rows = []
         for partition in sorted(set(end_offsets) | set(positions) | set(parts)):
             end = end_offsets.get(partition)
@@ -200,4 +202,5 @@ class Queries:
             clock=self._clock,
             partitions=rows,
             last_event_time=max(times, default=None),
+            outbox_pending=pending,
         )

@@ -2,6 +2,7 @@
 the dead-letter topic, duplicates ignored, time-driven changes at the day boundary."""
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,14 +11,17 @@ from devstack import migrate
 from schemas.v1.deadletter import DeadLetterV1
 from schemas.v1.tiers import CustomerTierV1, TierChangedV1
 from services.kafka_io.record import Record
+from services.scorer import preview
 from tests import events
 from tests.kafka_reader import Message, read_all
 from tests.scorer_run import (
     CUSTOMER_EVENTS,
     CUSTOMER_TIERS,
     DEAD_LETTERS,
+    RULESETS,
     TIER_CHANGES,
     Clock,
+    applied,
     caught_up,
     produce,
     records,
@@ -151,3 +155,57 @@ async def test_time_alone_downgrades_at_the_day_boundary(
     assert drop.features.recency_days == 91
     assert drop.changed_at == clock.moment
     assert drop.previous_tier_seconds == int((clock.moment - NOW).total_seconds())
+
+
+async def test_preview_shows_exactly_what_activation_then_does(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str
+) -> None:
+    """The CLI's preview and activation (`tierstream rules preview/activate` run these), on the
+    live state of a running scorer: the moves it shows are the changes activation emits."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = settings(kafka_bootstrap, database_url, topic_prefix)
+    amounts = ["3000.00", "6000.00", "7500.00", "12000.00", "800.00"]
+    posted = [
+        events.transaction(
+            customer=f"A-{n}", amount=amounts[n % 5], time=iso(NOW - timedelta(days=n % 120))
+        )
+        for n in range(60)
+    ]
+    await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, records(posted))
+    cheaper = (
+        (RULESETS / "default.yaml")
+        .read_text()
+        .replace("version: rfm-segments-1", "version: rfm-segments-2")
+        .replace('monetary: "10000.00"', 'monetary: "5000.00"')
+    )
+    clock = Clock(NOW)
+    async with running_scorer(config, clock) as scorer:
+        await caught_up(scorer)
+        found = await preview.preview(
+            scorer.sessions,
+            cheaper,
+            scoring=scorer.scoring,
+            topic=scorer.topic,
+            clock="wall",
+            now=clock,
+        )
+        await preview.activate(scorer.sessions, cheaper, "test")
+        await applied(scorer, "rfm-segments-2")
+        await caught_up(scorer)
+        tiers = await scorer.queries.tier_counts()
+    moved = sum(found.moves.values())
+    assert found.customers == 60
+    assert moved > 0
+    found_changes = changes(
+        await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 60 + moved)
+    )
+    activated = [
+        c
+        for c in found_changes
+        if c.cause.kind == "clock" and c.cause.reason == "ruleset_activated"
+    ]
+    assert Counter(
+        (c.from_tier.id if c.from_tier else "none", c.to_tier.id) for c in activated
+    ) == (found.moves)
+    assert all(c.ruleset_version == "rfm-segments-2" for c in activated)
+    assert tiers == dict(found.tiers)

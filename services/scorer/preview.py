@@ -1,0 +1,139 @@
+"""`tierstream rules preview` and `activate`: what a ruleset would do to the live state, and
+making it the active one.
+
+The preview reads every customer and decides with the same pure function the re-tier uses
+after activation (`scoring.rescore`, at the same day), so it shows exactly the changes the
+activation will emit — unless events arrive in between. It writes nothing.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.db.unit_of_work import unit_of_work
+from services.scorer import rules, state_codec
+from services.scorer.control_repository import ControlRepository, StoredRuleset
+from services.scorer.facts import local_day
+from services.scorer.repository import ScorerRepository
+from services.scorer.rulebook import Population
+from services.scorer.rules import Ruleset, Thresholds, Tier
+from services.scorer.scoring import Standing, rescore
+from services.scorer.workset import PAGE, Scoring
+
+
+@dataclass
+class Preview:
+    version: str
+    thresholds: Thresholds
+    customers: int = 0
+    tiers: Counter[str] = field(default_factory=Counter)  # after activation
+    moves: Counter[tuple[str, str]] = field(default_factory=Counter)  # from -> to, changes only
+
+    def render(self) -> str:
+        lines = [
+            f"ruleset {self.version}: {self.customers} customers, "
+            f"{sum(self.moves.values())} would change tier",
+            "",
+            "tier distribution after activation:",
+        ]
+        lines += [f"  {tier:<24} {count:>10}" for tier, count in self.tiers.most_common()]
+        lines += ["", "changes (from -> to):"]
+        lines += [
+            f"  {before:<24} -> {after:<24} {count:>10}"
+            for (before, after), count in sorted(self.moves.items())
+        ] or ["  none"]
+        return "\n".join(lines)
+
+
+async def preview(
+    make_session: async_sessionmaker[AsyncSession],
+    text: str,
+    *,
+    scoring: Scoring,
+    topic: str,
+    clock: str,
+    now: Callable[[], datetime],
+) -> Preview:
+    ruleset = rules.load(text, "the previewed ruleset")
+    async with unit_of_work(make_session) as session:
+        wall = now()
+        thresholds = await _thresholds(session, ruleset, scoring, local_day(wall, scoring.zone))
+        found = Preview(ruleset.version, thresholds)
+        parts = await ControlRepository(session, topic).partitions()
+        repository = ScorerRepository(session)
+        for partition, part in sorted(parts.items()):
+            moment = (part.clock or wall) if clock == "event" else wall
+            await _partition(
+                repository,
+                partition,
+                ruleset=ruleset,
+                thresholds=thresholds,
+                scoring=scoring,
+                moment=moment,
+                found=found,
+            )
+    return found
+
+
+async def activate(
+    make_session: async_sessionmaker[AsyncSession], text: str, source: str
+) -> StoredRuleset:
+    """Validates and activates; every running scorer re-tiers its partitions within its
+    maintenance interval and emits the changes."""
+    ruleset = rules.load(text, source)
+    async with unit_of_work(make_session) as session:
+        return await ControlRepository(session, "").activate(ruleset.version, text)
+
+
+async def _partition(
+    repository: ScorerRepository,
+    partition: int,
+    *,
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    scoring: Scoring,
+    moment: datetime,
+    found: Preview,
+) -> None:
+    day = local_day(moment, scoring.zone)
+    after = ""
+    while page := await repository.page(partition, after, PAGE):
+        for stored in page:
+            state = state_codec.decode(stored.state, scoring.windows)
+            standing = None
+            if stored.tier is not None and stored.tier_since is not None:
+                tier = Tier(stored.tier, stored.tier, stored.tier, 0, False, "", None)
+                standing = Standing(tier, stored.tier_since, stored.ruleset_version or "")
+            new, change = rescore(
+                stored.customer_id,
+                state,
+                standing,
+                day=day,
+                cause="ruleset_activated",
+                detail=ruleset.version,
+                ruleset=ruleset,
+                thresholds=thresholds,
+                windows=scoring.windows,
+                now=moment,
+            )
+            found.customers += 1
+            found.tiers[new.tier.id] += 1
+            if change is not None:
+                found.moves[(stored.tier or "none", new.tier.id)] += 1
+        after = page[-1].customer_id
+        if len(page) < PAGE:
+            break
+
+
+async def _thresholds(
+    session: AsyncSession, ruleset: Ruleset, scoring: Scoring, today: int
+) -> Thresholds:
+    if ruleset.mode == "fixed":
+        return ruleset.thresholds
+    population = Population(
+        *await ScorerRepository(session).population(today, scoring.windows.main)
+    )
+    return population.thresholds(ruleset.thresholds)
