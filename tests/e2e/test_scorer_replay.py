@@ -64,11 +64,12 @@ def test_replay_with_kill_9_equals_the_oracle(kafka_bootstrap: str, database_url
         scorer = stack.enter_context(service("services.scorer.main", scorer_port, scorer_env))
         post_all(ingest, workload.events)
         for point in kill_points:
-            wait_for(lambda s=scorer, p=point: committed(s) >= p, 180, f"no progress to {point}")
+            wait_for(progressed(scorer, point), 180, f"no progress to {point}")
             scorer.process.kill()  # SIGKILL: no drain, no goodbye
             scorer.process.wait(10)
             scorer = stack.enter_context(service("services.scorer.main", scorer_port, scorer_env))
-        wait_for(lambda: caught_up(scorer), 300, "the scorer did not catch up")
+        final = scorer
+        wait_for(lambda: caught_up(final), 300, "the scorer did not catch up")
         assert scorer.output().count("scorer_started") == 1  # this last instance
         mismatches = run_isolated(compare_features(scorer.url, workload))
     assert mismatches == []
@@ -111,7 +112,10 @@ def status(scorer: ServiceProcess) -> dict[str, Any] | None:
 
 
 def progressed(scorer: ServiceProcess, point: float) -> Callable[[], bool]:
-    return lambda: committed(scorer) >= point
+    def reached() -> bool:
+        return committed(scorer) >= point
+
+    return reached
 
 
 def committed(scorer: ServiceProcess) -> int:
