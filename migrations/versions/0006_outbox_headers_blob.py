@@ -1,5 +1,6 @@
 """Outbox headers as one value (msgpack list of [name, value]), so that a batch of records is
-inserted by one statement over arrays.
+inserted by one statement over arrays; tier history payloads as the JSON bytes published
+(jsonb parsed every payload on insert, and only the API reads them back).
 
 Revision ID: 0006
 Revises: 0005
@@ -20,9 +21,17 @@ def upgrade() -> None:
     op.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
     op.execute("ALTER TABLE outbox ADD COLUMN headers bytea NOT NULL DEFAULT '\\x90'")  # []
     op.execute("ALTER TABLE outbox DROP COLUMN header_names, DROP COLUMN header_values")
+    op.execute(
+        "ALTER TABLE tier_history ALTER COLUMN payload TYPE bytea "
+        "USING convert_to(payload::text, 'UTF8')"
+    )
 
 
 def downgrade() -> None:
+    op.execute(
+        "ALTER TABLE tier_history ALTER COLUMN payload TYPE jsonb "
+        "USING convert_from(payload, 'UTF8')::jsonb"
+    )
     op.execute("DELETE FROM outbox")
     op.execute("ALTER TABLE outbox DROP COLUMN headers")
     op.execute(

@@ -25,7 +25,9 @@ _PENDING = text("""
     SELECT id, topic, key, value, headers FROM outbox
     WHERE published_at IS NULL ORDER BY id LIMIT :limit
 """)
-_MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+# Published rows are deleted, not marked: Kafka has them now, and an UPDATE would write a
+# new version of every (large) row.
+_MARK = text("DELETE FROM outbox WHERE id = ANY(:ids)")
 _COUNT = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 _LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
@@ -70,6 +72,7 @@ class Outbox:
         ]
 
     async def mark_published(self, ids: Sequence[int]) -> None:
+        """Removes the published rows (in the relay's transaction)."""
         await self._session.execute(_MARK, {"ids": list(ids)})
 
     async def pending_count(self) -> int:

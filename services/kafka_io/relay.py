@@ -8,6 +8,7 @@ same ids in their headers, which consumers dedupe by.
 """
 
 import asyncio
+import contextlib
 from collections import defaultdict
 
 import structlog
@@ -28,8 +29,8 @@ class Relay:
         producer: AIOKafkaProducer,
         make_session: async_sessionmaker[AsyncSession],
         *,
-        batch_size: int = 1000,
-        idle_s: float = 0.05,
+        batch_size: int = 5000,
+        idle_s: float = 0.5,
         send_timeout_s: float = 10.0,
     ) -> None:
         self._producer = producer
@@ -38,16 +39,25 @@ class Relay:
         self._idle_s = idle_s
         self._send_timeout_s = send_timeout_s
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """New rows were committed in this process: publish now rather than at the next
+        poll (rows committed by other processes are found by the poll, every `idle_s`)."""
+        self._wake.set()
 
     async def run(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()
             async with unit_of_work(self._sessions) as session:
                 published = await self.publish_batch(session)
             if not published:
-                await asyncio.sleep(self._idle_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_s)
 
     async def publish_batch(self, session: AsyncSession) -> int:
         """One batch in the caller's transaction; returns how many records it published."""

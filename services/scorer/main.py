@@ -118,7 +118,7 @@ class Scorer:
             handler=self.handler,
             maintain=self.handler.maintain,
             maintain_every_s=settings.maintain_every_seconds,
-            committed=self.handler.committed,
+            committed=self._committed,
         )
         self.relay = Relay(self.producer, self.sessions)
         self.queries = Queries(
@@ -171,6 +171,10 @@ class Scorer:
             await self.producer.stop()
         await self.engine.dispose()
         log.info("scorer_stopped")
+
+    def _committed(self) -> None:
+        self.handler.committed()
+        self.relay.wake()
 
     def _watch(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self.failed.done():

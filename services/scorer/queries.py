@@ -7,12 +7,12 @@ ruleset matches for them (the same as the stored tier except within the moments 
 day boundary and its sweep, or a new ruleset and its re-tier).
 """
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -166,7 +166,7 @@ class Queries:
     async def history(self, customer_id: str) -> list[dict[str, Any]] | None:
         async with unit_of_work(self._sessions) as session:
             entries = await ScorerRepository(session).history(customer_id)
-        return [json.loads(entry.payload) for entry in entries] or None
+        return [orjson.loads(entry.payload) for entry in entries] or None
 
     async def pending_outbox(self) -> int:
         async with unit_of_work(self._sessions) as session:

@@ -31,7 +31,7 @@ class HistoryEntry:
     change_id: str
     customer_id: str
     changed_at: datetime
-    payload: str  # the tier.changed JSON
+    payload: bytes  # the tier.changed JSON, as published
 
 
 _RECORD = text("""
@@ -94,19 +94,13 @@ _ADD_HISTORY = text("""
     INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
     SELECT change_id, customer_id, changed_at, payload
     FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
-                CAST(:times AS timestamptz[]), CAST(:payloads AS jsonb[]))
+                CAST(:times AS timestamptz[]), CAST(:payloads AS bytea[]))
          WITH ORDINALITY AS t(change_id, customer_id, changed_at, payload, n)
     ORDER BY n
     ON CONFLICT (change_id) DO NOTHING
 """)
 _HISTORY = text("""
-    INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
-    SELECT * FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
-                         CAST(:times AS timestamptz[]), CAST(:payloads AS jsonb[]))
-    ON CONFLICT (change_id) DO NOTHING
-""")
-_HISTORY = text("""
-    SELECT change_id, customer_id, changed_at, payload::text AS payload FROM tier_history
+    SELECT change_id, customer_id, changed_at, payload FROM tier_history
     WHERE customer_id = :customer_id ORDER BY changed_at, seq
 """)
 
@@ -216,7 +210,9 @@ class ScorerRepository:
 
     async def history(self, customer_id: str) -> list[HistoryEntry]:
         rows = await self._session.execute(_HISTORY, {"customer_id": customer_id})
-        return [HistoryEntry(r.change_id, r.customer_id, r.changed_at, r.payload) for r in rows]
+        return [
+            HistoryEntry(r.change_id, r.customer_id, r.changed_at, bytes(r.payload)) for r in rows
+        ]
 
 
 def _customer(row: Any) -> StoredCustomer:

@@ -13,7 +13,7 @@ never grows with the length of the history.
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
@@ -145,12 +145,13 @@ def advance(state: CustomerState, today: int, windows: Windows) -> CustomerState
     horizon = today - windows.retained
     kept = {day: counts for day, counts in state.days.items() if day > horizon}
     dropped = [day for day, counts in state.days.items() if day <= horizon and counts.purchases]
-    return replace(
-        state,
-        anchor=today,
-        days=MappingProxyType(kept),
-        totals=totals_at(kept, today, windows),
-        last_purchase_dropped=_latest(state.last_purchase_dropped, max(dropped, default=None)),
+    return CustomerState(
+        state.first_day,
+        today,
+        MappingProxyType(kept),
+        totals_at(kept, today, windows),
+        state.last_purchase,
+        _latest(state.last_purchase_dropped, max(dropped, default=None)),
     )
 
 
@@ -164,8 +165,11 @@ def features(state: CustomerState, today: int, windows: Windows) -> Features:
             f"day {today} is more than {windows.history} days before the "
             f"latest day seen ({state.anchor})"
         )
-    if today >= state.anchor:
-        totals = advance(state, today, windows).totals
+    if today == state.anchor:
+        totals = state.totals
+        last_purchase = state.last_purchase
+    elif today > state.anchor:  # the days a move of the anchor would drop count nowhere
+        totals = totals_at(state.days, today, windows)
         last_purchase = state.last_purchase
     else:
         totals = totals_at(state.days, today, windows)

@@ -110,6 +110,13 @@ class Ruleset:
     references: frozenset[str] = frozenset((*NUMBERS, *TEXTS))
     memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def reference_order(self) -> tuple[str, ...]:
+        order = _ORDER.get(self.references)
+        if order is None:
+            order = _ORDER[self.references] = tuple(sorted(self.references))
+        return order
+
     def tier(self, tier_id: str) -> Tier | None:
         return next((tier for tier in self.tiers if tier.id == tier_id), None)
 
@@ -150,6 +157,7 @@ def levels(features: Features, thresholds: Thresholds) -> Levels:
 
 
 MEMO_SIZE = 100_000
+_ORDER: dict[frozenset[str], tuple[str, ...]] = {}
 _NONE = -1
 
 
@@ -157,7 +165,7 @@ def evaluate(ruleset: Ruleset, features: Features, thresholds: Thresholds) -> Ma
     """The first tier whose condition holds, or None when none does."""
     found = levels(features, thresholds)
     data = activation(features, found)
-    key = tuple(data[name] for name in sorted(ruleset.references))
+    key = tuple([data[name] for name in ruleset.reference_order])
     index = ruleset.memo.get(key)
     if index is None:
         index = next((i for i, tier in enumerate(ruleset.tiers) if _holds(tier, data)), _NONE)

@@ -93,7 +93,6 @@ def score_event(
         state,
         standing,
         today=max(clock_day, state.anchor),
-        new_id=change_id(customer_id, cause),
         cause=cause,
         ruleset=ruleset,
         thresholds=thresholds,
@@ -124,8 +123,8 @@ def rescore(
         state,
         standing,
         today=max(day, state.anchor),
-        new_id=change_id(customer_id, cause, detail),
         cause=cause,
+        detail=detail,
         ruleset=ruleset,
         thresholds=thresholds,
         windows=windows,
@@ -139,8 +138,8 @@ def decide(
     standing: Standing | None,
     *,
     today: int,
-    new_id: str,
     cause: EventCause | ClockReason,
+    detail: str = "",
     ruleset: Ruleset,
     thresholds: Thresholds,
     windows: Windows,
@@ -156,7 +155,7 @@ def decide(
         return standing, None
     after = Standing(match.tier, now, ruleset.version)
     change = Change(
-        new_id,
+        change_id(customer_id, cause, detail),
         customer_id,
         standing,
         after,

@@ -191,7 +191,7 @@ class Workset:
         records = [change_records(change, self._scoring.zone) for change in changes]
         await self._repository.add_history(
             [
-                HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value.decode())
+                HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value)
                 for c, (changed, _) in zip(changes, records, strict=True)
             ]
         )

@@ -73,8 +73,8 @@ async def test_customers_round_trip_and_upsert(engine: AsyncEngine) -> None:
 
 async def test_history_is_kept_once_per_change_in_time_order(engine: AsyncEngine) -> None:
     make = sessions(engine)
-    later = HistoryEntry("b", "C-1", T0.replace(hour=12), json.dumps({"n": 2}))
-    earlier = HistoryEntry("a", "C-1", T0, json.dumps({"n": 1}))
+    later = HistoryEntry("b", "C-1", T0.replace(hour=12), json.dumps({"n": 2}).encode())
+    earlier = HistoryEntry("a", "C-1", T0, json.dumps({"n": 1}).encode())
     async with unit_of_work(make) as session:
         await ScorerRepository(session).add_history([later, earlier])
     async with unit_of_work(make) as session:  # redelivered: the same ids again
