@@ -5,7 +5,7 @@ import functools
 from collections.abc import Iterable, Iterator
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -58,7 +58,7 @@ async def send_all(
         async with asyncio.timeout(timeout_s):
             partitions = sorted(await producer.partitions_for(topic))
             for partition, batch in _batches(producer, records, partitions):
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                futures.append(await _enqueue(producer, batch, topic, partition))
             await asyncio.gather(*futures)
     except TimeoutError as error:
         _forget(futures)
@@ -68,6 +68,24 @@ async def send_all(
     except KafkaError as error:
         _forget(futures)
         raise BrokerUnavailable(f"Kafka refused the records: {error!r}") from error
+
+
+async def _enqueue(
+    producer: AIOKafkaProducer, batch: BatchBuilder, topic: str, partition: int
+) -> asyncio.Future[object]:
+    """aiokafka queues one batch per partition and makes later ones wait for it to drain;
+    that wait gives up early under concurrency (aiokafka 0.14 subtracts the elapsed time
+    cumulatively), which made concurrent small requests to one partition fail within half a
+    second. The caller's `asyncio.timeout` is the real bound, so the wait is simply resumed."""
+    while True:
+        try:
+            future: asyncio.Future[object] = await producer.send_batch(
+                batch, topic, partition=partition
+            )
+        except KafkaTimeoutError:
+            await asyncio.sleep(0.001)
+        else:
+            return future
 
 
 def _batches(

@@ -1,5 +1,6 @@
 """The producer kit against a real broker: batched sends land where `send` would put them."""
 
+import asyncio
 import uuid
 
 import pytest
@@ -34,3 +35,24 @@ async def test_ensure_topics_is_idempotent(kafka_bootstrap: str) -> None:
     name = f"kit-{uuid.uuid4().hex[:8]}"
     assert await ensure_topics(kafka_bootstrap, [TopicSpec(name, 2)]) == [name]
     assert await ensure_topics(kafka_bootstrap, [TopicSpec(name, 2)]) == []
+
+
+async def test_concurrent_small_sends_to_one_partition_all_succeed(kafka_bootstrap: str) -> None:
+    """Found by the latency benchmark: aiokafka lets one batch per partition wait in its
+    queue and gave up on the others within half a second; send_all waits within its bound."""
+    topic = f"kit-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1)])
+    producer = safe_producer(kafka_bootstrap, "kit-test", request_timeout_s=2)
+    await producer.start()
+    try:
+        await asyncio.gather(
+            *(
+                send_all(
+                    producer, topic, [Record(f"k{n}-{i}".encode(), b"v", []) for i in range(50)], 10
+                )
+                for n in range(200)
+            )
+        )
+    finally:
+        await producer.stop()
+    assert len(await read_all(kafka_bootstrap, topic, 200 * 50)) == 200 * 50
