@@ -1,6 +1,7 @@
 """Outbox headers as one value (msgpack list of [name, value]), so that a batch of records is
 inserted by one statement over arrays; tier history payloads as the JSON bytes published
-(jsonb parsed every payload on insert, and only the API reads them back).
+(jsonb parsed every payload on insert, and only the API reads them back); and a re-tier's
+resume point per partition.
 
 Revision ID: 0006
 Revises: 0005
@@ -25,9 +26,12 @@ def upgrade() -> None:
         "ALTER TABLE tier_history ALTER COLUMN payload TYPE bytea "
         "USING convert_to(payload::text, 'UTF8')"
     )
+    # a re-tier runs in bounded transactions and continues after this customer
+    op.execute("ALTER TABLE scorer_partitions ADD COLUMN retier_after text")
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE scorer_partitions DROP COLUMN retier_after")
     op.execute(
         "ALTER TABLE tier_history ALTER COLUMN payload TYPE jsonb "
         "USING convert_from(payload, 'UTF8')::jsonb"

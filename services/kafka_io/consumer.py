@@ -35,7 +35,8 @@ from services.db.unit_of_work import unit_of_work
 log = structlog.get_logger()
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 Handler = Callable[[AsyncSession, Batch], Awaitable[None]]
-Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[None]]
+Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[bool]]
+"""Work between batches on the partitions held; True when more is left (run again soon)."""
 
 
 def safe_consumer(
@@ -127,8 +128,8 @@ class PartitionedLoop:
             if self._maintain is not None and (
                 loop.time() - self._maintained_at >= self._maintain_every_s
             ):
-                await self._maintenance()
-                self._maintained_at = loop.time()
+                more = await self._maintenance()
+                self._maintained_at = -math.inf if more else loop.time()
             batch = await self._consumer.getmany(timeout_ms=self._fetch_timeout_ms)
             batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
             if batch:
@@ -151,23 +152,24 @@ class PartitionedLoop:
         self.claims.update(advanced)
         self._committed()
 
-    async def _maintenance(self) -> None:
+    async def _maintenance(self) -> bool:
         """Work that is not driven by records (the day boundary, a new ruleset) on the
         partitions held, in one transaction fenced like a batch: every claim is re-checked
         by a compare-and-set that leaves its offset where it is."""
         claims = dict(self.claims)
         if not claims or self._maintain is None:
-            return
+            return False
         try:
             async with unit_of_work(self._sessions) as session:
-                await self._maintain(session, sorted(tp.partition for tp in claims))
+                more = await self._maintain(session, sorted(tp.partition for tp in claims))
                 store = OffsetStore(session, self._name, self._topic)
                 await store.advance_all([(claim, claim.next_offset) for claim in claims.values()])
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
             await self._rewind({}, TopicPartition(self._topic, fenced.partition))
-            return
+            return False
         self._committed()
+        return more
 
     async def _rewind(self, batch: Batch, lost: TopicPartition) -> None:
         """After the rollback: the lost partition is dropped and paused until a rebalance

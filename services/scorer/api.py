@@ -114,10 +114,14 @@ def _encode_cursor(customer_id: str) -> str:
 def _decode_cursor(cursor: str | None) -> str:
     if cursor is None:
         return ""
+    bad = Problem(400, "bad-cursor", "Bad cursor", "cursor is not one this API gave")
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise Problem(400, "bad-cursor", "Bad cursor", "cursor is not one this API gave") from error
+        found = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise bad from error
+    if not found or _encode_cursor(found) != cursor:
+        raise bad
+    return found
 
 
 def _database(app: FastAPI) -> Callable[[], Any]:

@@ -14,7 +14,7 @@ Per partition, in this order:
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -37,6 +37,9 @@ from services.scorer.workset import OutTopics, Scoring, Workset
 
 log = structlog.get_logger()
 ClockMode = Literal["wall", "event"]
+# Customers re-tiered or swept per transaction (one batch or one maintenance pass): a few
+# seconds of work at most, far below the consumer's poll interval.
+BUDGET = 20_000
 
 
 class Raw(Protocol):
@@ -89,6 +92,7 @@ class ScorerHandler:
         clock: ClockMode,
         now: Callable[[], datetime],
         metrics: ScorerMetrics,
+        budget: int = BUDGET,
     ) -> None:
         self._topic = topic
         self._scoring = scoring
@@ -98,15 +102,20 @@ class ScorerHandler:
         self._now = now
         self._metrics = metrics
         self._tally = Tally()
+        self._per_transaction = budget
+        self._budget = budget
+        self.more = False  # re-tier or sweep work left after the last transaction
 
     async def __call__(self, session: AsyncSession, batch: Batch) -> None:
         await self._process(session, {tp.partition: records for tp, records in batch.items()})
 
-    async def maintain(self, session: AsyncSession, partitions: Sequence[int]) -> None:
-        """Between batches: refresh the standard, then re-tier and sweep idle partitions."""
+    async def maintain(self, session: AsyncSession, partitions: Sequence[int]) -> bool:
+        """Between batches: refresh the standard, then re-tier and sweep idle partitions.
+        True when work is left for the next transaction."""
         wall = self._now()
         await self._rulebook.refresh(session, local_day(wall, self._scoring.zone), wall)
         await self._process(session, dict.fromkeys(partitions, ()))
+        return self.more
 
     def committed(self) -> None:
         """Called by the loop once the transaction committed: only now do metrics move."""
@@ -117,6 +126,8 @@ class ScorerHandler:
         """The whole batch with a fixed number of round trips to PostgreSQL (not one set
         per partition), except for sweeps and re-tiers, which are per partition."""
         self._tally = Tally()
+        self._budget = self._per_transaction
+        self.more = False
         control = ControlRepository(session, self._topic)
         repository = ScorerRepository(session)
         wall = self._now()
@@ -165,22 +176,59 @@ class ScorerHandler:
     async def _catch_up(
         self, work: Workset, part: PartitionState, wall: datetime, fresh: list[_Good]
     ) -> PartitionState:
+        """A pending re-tier, then a pending day-boundary sweep, within the transaction's
+        budget of customers; what is left is done by the next transactions (the loop runs
+        maintenance again at once while `more` is set), never one transaction so long that
+        the consumer would miss its poll interval and lose its partitions."""
         standard = self._rulebook.standard
         moment = wall
         if self._clock == "event":
             moment = part.clock or (fresh[0].event.time if fresh else wall)
         day = local_day(moment, self._scoring.zone)
         if part.applied != standard.key:
-            if part.applied is not None:
-                same_rules = part.applied.split("@")[0] == standard.ruleset.version
-                cause: ClockReason = "thresholds_refreshed" if same_rules else "ruleset_activated"
-                await work.retier(part.partition, day, moment, cause, standard.key)
-                log.info("partition_retiered", partition=part.partition, standard=standard.key)
-            part = replace(part, applied=standard.key)
+            if part.applied is None:  # a partition scored for the first time
+                part.applied = standard.key
+            elif not await self._retier(work, part, standard.key, day, moment):
+                return part
         if self._clock == "wall" and (part.swept_day is None or day > part.swept_day):
-            await work.sweep(part.partition, day, moment)
-            part = replace(part, swept_day=day)
+            if self._budget <= 0:
+                self.more = True
+                return part
+            done, examined = await work.sweep(part.partition, day, moment, budget=self._budget)
+            self._budget -= examined
+            if done:
+                part.swept_day = day
+            else:
+                self.more = True
         return part
+
+    async def _retier(
+        self, work: Workset, part: PartitionState, key: str, day: int, moment: datetime
+    ) -> bool:
+        """One bounded step of the partition's re-tier; True once it is complete."""
+        assert part.applied is not None  # noqa: S101 - checked by the caller
+        same_rules = part.applied.split("@")[0] == self._rulebook.standard.ruleset.version
+        cause: ClockReason = "thresholds_refreshed" if same_rules else "ruleset_activated"
+        if self._budget <= 0:
+            self.more = True
+            return False
+        cursor, examined = await work.retier(
+            part.partition,
+            day,
+            moment,
+            cause,
+            key,
+            after=part.retier_after or "",
+            budget=self._budget,
+        )
+        self._budget -= examined
+        part.retier_after = cursor
+        if cursor is not None:
+            self.more = True
+            return False
+        part.applied = key
+        log.info("partition_retiered", partition=part.partition, standard=key)
+        return True
 
     def _score(self, work: Workset, part: PartitionState, good: _Good, wall: datetime) -> None:
         event = good.event
@@ -193,7 +241,7 @@ class ScorerHandler:
                 part.swept_day = day
             part.clock = now
         else:
-            day = part.swept_day or local_day(wall, self._scoring.zone)
+            day = local_day(wall, self._scoring.zone)
         work.score(
             event.subject,
             part.partition,

@@ -19,6 +19,7 @@ class PartitionState:
     applied: str | None = None  # the ruleset version (and thresholds) customers were scored with
     last_event_time: datetime | None = None
     processed_at: datetime | None = None
+    retier_after: str | None = None  # a re-tier in progress continues after this customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class StoredThresholds:
     recency_days: int
     frequency: int
     monetary: int
-    computed_at: datetime
+    stale: bool = False  # older than the refresh interval, by the database's clock
 
 
 class VersionConflict(ValueError):
@@ -41,22 +42,24 @@ class VersionConflict(ValueError):
 
 
 _PARTITIONS = text("""
-    SELECT partition, clock, swept_day, applied, last_event_time, processed_at
+    SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after
     FROM scorer_partitions WHERE topic = :topic AND partition = ANY(:partitions)
 """)
 _ALL_PARTITIONS = text("""
-    SELECT partition, clock, swept_day, applied, last_event_time, processed_at
+    SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after
     FROM scorer_partitions WHERE topic = :topic ORDER BY partition
 """)
 _SAVE_PARTITION = text("""
     INSERT INTO scorer_partitions
-        (topic, partition, clock, swept_day, applied, last_event_time, processed_at)
+        (topic, partition, clock, swept_day, applied, last_event_time, processed_at,
+         retier_after)
     SELECT :topic, * FROM unnest(CAST(:partitions AS int[]), CAST(:clocks AS timestamptz[]),
         CAST(:swept AS int[]), CAST(:applied AS text[]), CAST(:last AS timestamptz[]),
-        CAST(:processed AS timestamptz[]))
+        CAST(:processed AS timestamptz[]), CAST(:retier_after AS text[]))
     ON CONFLICT (topic, partition) DO UPDATE SET
         clock = excluded.clock, swept_day = excluded.swept_day, applied = excluded.applied,
-        last_event_time = excluded.last_event_time, processed_at = excluded.processed_at
+        last_event_time = excluded.last_event_time, processed_at = excluded.processed_at,
+        retier_after = excluded.retier_after
 """)
 _ACTIVE = text("""
     SELECT version, body, activated_at FROM rulesets WHERE activated_at IS NOT NULL
@@ -76,11 +79,13 @@ _ACTIVATE = text("""
     RETURNING version, body, activated_at
 """)
 _THRESHOLDS = text("""
-    SELECT recency_days, frequency, monetary, computed_at FROM population_thresholds
+    SELECT recency_days, frequency, monetary,
+           computed_at < clock_timestamp() - make_interval(secs => :refresh) AS stale
+    FROM population_thresholds
 """)
 _SAVE_THRESHOLDS = text("""
     INSERT INTO population_thresholds (id, recency_days, frequency, monetary, computed_at)
-    VALUES (1, :recency_days, :frequency, :monetary, :computed_at)
+    VALUES (1, :recency_days, :frequency, :monetary, clock_timestamp())
     ON CONFLICT (id) DO UPDATE SET recency_days = excluded.recency_days,
         frequency = excluded.frequency, monetary = excluded.monetary,
         computed_at = excluded.computed_at
@@ -108,6 +113,7 @@ class ControlRepository:
                 row.applied,
                 row.last_event_time,
                 row.processed_at,
+                row.retier_after,
             )
             for row in rows
         }
@@ -124,6 +130,7 @@ class ControlRepository:
                     "applied": [s.applied for s in states],
                     "last": [s.last_event_time for s in states],
                     "processed": [s.processed_at for s in states],
+                    "retier_after": [s.retier_after for s in states],
                 },
             )
 
@@ -155,11 +162,11 @@ class ControlRepository:
         row = (await self._session.execute(_ACTIVATE, {"version": version})).one()
         return StoredRuleset(row.version, row.body, row.activated_at)
 
-    async def population_thresholds(self) -> StoredThresholds | None:
-        row = (await self._session.execute(_THRESHOLDS)).one_or_none()
+    async def population_thresholds(self, refresh_s: float) -> StoredThresholds | None:
+        row = (await self._session.execute(_THRESHOLDS, {"refresh": refresh_s})).one_or_none()
         if row is None:
             return None
-        return StoredThresholds(row.recency_days, row.frequency, row.monetary, row.computed_at)
+        return StoredThresholds(row.recency_days, row.frequency, row.monetary, row.stale)
 
     async def lock_population(self) -> bool:
         """True when this transaction may recompute the population thresholds."""
@@ -172,6 +179,5 @@ class ControlRepository:
                 "recency_days": thresholds.recency_days,
                 "frequency": thresholds.frequency,
                 "monetary": thresholds.monetary,
-                "computed_at": thresholds.computed_at,
             },
         )

@@ -91,6 +91,7 @@ class Scorer:
             settings.kafka_bootstrap_servers, "tierstream-scorer", request_timeout_s=10.0
         )
         self.metrics = ScorerMetrics(registry)
+        self.metrics_registry = registry
         self.rulebook = Rulebook(
             self.topic,
             settings.ruleset_file.read_text(encoding="utf-8"),
@@ -109,6 +110,7 @@ class Scorer:
             clock=settings.clock,
             now=now,
             metrics=self.metrics,
+            budget=settings.transaction_budget,
         )
         self.loop = PartitionedLoop(
             self.consumer,
@@ -187,12 +189,16 @@ class Scorer:
     async def _gauges(self) -> None:
         while True:
             await asyncio.sleep(5.0)
-            lags = {
-                tp.partition: max((self.consumer.highwater(tp) or 0) - (claim.next_offset or 0), 0)
-                for tp, claim in list(self.loop.claims.items())
-            }
-            self.metrics.set_lag(CONSUMER, lags)
-            self.metrics.set_customers(await self.queries.tier_counts())
+            await self.refresh_gauges()
+
+    async def refresh_gauges(self) -> None:
+        """Consumer lag of the partitions held, and customers per tier."""
+        lags = {
+            tp.partition: max((self.consumer.highwater(tp) or 0) - (claim.next_offset or 0), 0)
+            for tp, claim in list(self.loop.claims.items())
+        }
+        self.metrics.set_lag(CONSUMER, lags)
+        self.metrics.set_customers(await self.queries.tier_counts())
 
 
 def build(

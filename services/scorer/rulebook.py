@@ -94,14 +94,14 @@ class Rulebook:
         today: int,
         now: datetime,
     ) -> Thresholds:
-        stored = await control.population_thresholds()
-        stale = stored is None or now - stored.computed_at >= self._refresh
+        stored = await control.population_thresholds(self._refresh.total_seconds())
+        stale = stored is None or stored.stale
         if stale and await control.lock_population():
             found = Population(
                 *await ScorerRepository(session).population(today, self._main_window)
             )
             t = found.thresholds(ruleset.thresholds)
-            stored = StoredThresholds(t.recency_days, t.frequency, t.monetary, now)
+            stored = StoredThresholds(t.recency_days, t.frequency, t.monetary)
             await control.save_population_thresholds(stored)
             log.info("population_thresholds", active=found.active, thresholds=t)
         if stored is None:

@@ -109,6 +109,7 @@ class Ruleset:
     # alone, so `evaluate` memoizes on their values (CEL has no side effects or clock).
     references: frozenset[str] = frozenset((*NUMBERS, *TEXTS))
     memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
+    tier_index: dict[str, Tier] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def reference_order(self) -> tuple[str, ...]:
@@ -118,7 +119,9 @@ class Ruleset:
         return order
 
     def tier(self, tier_id: str) -> Tier | None:
-        return next((tier for tier in self.tiers if tier.id == tier_id), None)
+        if not self.tier_index:
+            self.tier_index.update((tier.id, tier) for tier in self.tiers)
+        return self.tier_index.get(tier_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,4 +55,7 @@ class ScorerSettings(BaseSettings):
         5.0, gt=0, description="day-boundary sweep and ruleset checks between batches"
     )
     population_refresh_seconds: int = Field(300, ge=1)
+    transaction_budget: int = Field(
+        20_000, ge=1, description="customers re-tiered or swept per transaction"
+    )
     startup_timeout_seconds: float = Field(60.0, gt=0)

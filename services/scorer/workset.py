@@ -128,22 +128,29 @@ class Workset:
         return change
 
     async def sweep(
-        self, partition: int, day: int, now: datetime, keep: Collection[str] = ()
-    ) -> None:
-        """Time-driven changes: every customer of the partition whose due day has come,
-        evaluated at `day`."""
+        self, partition: int, day: int, now: datetime, *, budget: int, keep: Collection[str] = ()
+    ) -> tuple[bool, int]:
+        """Time-driven changes: customers of the partition whose due day has come, evaluated
+        at `day`, at most about `budget` of them from storage; returns (none is left, how
+        many were examined). Each
+        one swept gets a later due day, so the next transaction continues where this one
+        stopped."""
         for customer_id, entry in list(self._entries.items()):
             if entry.partition == partition and self._due_of(entry) <= day:
                 self._rescore(
                     customer_id, entry, day=day, now=now, cause="time_passed", detail=str(day)
                 )
-        after = ""
-        while page := await self._repository.due(partition, day, after, PAGE):
+        after, examined = "", 0
+        while page := await self._repository.due(partition, day, after, min(PAGE, budget)):
             self._rescore_page(page, day, now, "time_passed", str(day))
             after = page[-1].customer_id
+            examined += len(page)
             await self._trim(keep)
-            if len(page) < PAGE:
-                break
+            if len(page) < min(PAGE, budget):
+                return True, examined
+            if examined >= budget:
+                return False, examined
+        return True, examined
 
     async def load_due(self, partition: int, day: int) -> None:
         """Loads the customers of the partition due by `day`, so that the sweeps of every
@@ -167,17 +174,29 @@ class Workset:
                 )
 
     async def retier(
-        self, partition: int, day: int, now: datetime, cause: ClockReason, detail: str
-    ) -> None:
-        """Every customer of the partition under the current standard (a new ruleset or new
-        population thresholds); only customers whose tier or due day moved are written."""
-        after = ""
-        while page := await self._repository.page(partition, after, PAGE):
+        self,
+        partition: int,
+        day: int,
+        now: datetime,
+        cause: ClockReason,
+        detail: str,
+        *,
+        after: str,
+        budget: int,
+    ) -> tuple[str | None, int]:
+        """Customers of the partition after `after` (in id order) under the current standard
+        (a new ruleset or new population thresholds), about `budget` of them; returns where
+        to continue (None when the partition is done) and how many were examined. Only
+        customers whose tier or due day moved are written."""
+        examined = 0
+        while page := await self._repository.page(partition, after, min(PAGE, budget)):
             self._rescore_page(page, day, now, cause, detail)
             after = page[-1].customer_id
+            examined += len(page)
             await self._trim(())
-            if len(page) < PAGE:
-                break
+            if examined >= budget:
+                return after, examined
+        return None, examined
 
     async def flush(self) -> None:
         """Saves the changed customers, their history and their outgoing records."""

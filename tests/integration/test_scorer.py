@@ -4,6 +4,8 @@ the dead-letter topic, duplicates ignored, time-driven changes at the day bounda
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -163,7 +165,8 @@ async def test_preview_shows_exactly_what_activation_then_does(
     """The CLI's preview and activation (`tierstream rules preview/activate` run these), on the
     live state of a running scorer: the moves it shows are the changes activation emits."""
     await asyncio.to_thread(migrate.upgrade, database_url)
-    config = settings(kafka_bootstrap, database_url, topic_prefix)
+    # a budget of 7 customers per transaction: the re-tier takes many transactions
+    config = settings(kafka_bootstrap, database_url, topic_prefix, transaction_budget=7)
     amounts = ["3000.00", "6000.00", "7500.00", "12000.00", "800.00"]
     posted = [
         events.transaction(
@@ -209,3 +212,48 @@ async def test_preview_shows_exactly_what_activation_then_does(
     ) == (found.moves)
     assert all(c.ruleset_version == "rfm-segments-2" for c in activated)
     assert tiers == dict(found.tiers)
+
+
+async def test_population_thresholds_are_the_means_of_active_customers(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    ruleset = tmp_path / "population.yaml"
+    ruleset.write_text(
+        (RULESETS / "default.yaml")
+        .read_text()
+        .replace("version: rfm-segments-1", "version: rfm-population-1")
+        .replace("mode: fixed", "mode: population")
+    )
+    config = settings(
+        kafka_bootstrap,
+        database_url,
+        topic_prefix,
+        ruleset_file=ruleset,
+        population_refresh_seconds=1,
+    )
+    plan = {"P-0": (1, "1000.00", 10), "P-1": (2, "1000.00", 20), "P-2": (3, "3000.00", 30)}
+    plan["P-3"] = (6, "5000.00", 40)
+    posted = [
+        events.transaction(customer=c, amount=a, time=iso(NOW - timedelta(days=d + k)))
+        for c, (n, a, d) in plan.items()
+        for k in range(n)
+    ]
+    posted.append(events.interaction("P-9"))  # never purchased: not active, not counted
+    await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, records(posted))
+    # means: frequency (1+2+3+6)/4 = 3; monetary (1000+2000+9000+30000)/4 = 10500.00;
+    # recency (10+20+30+40)/4 = 25
+    key = "rfm-population-1@r25f3m1050000"
+    async with running_scorer(config, Clock(NOW)) as scorer:
+        await caught_up(scorer)
+        await applied(scorer, key)
+        await caught_up(scorer)
+        answer = await scorer.queries.customer("P-3", None)
+    assert answer is not None
+    assert answer.why.thresholds.mode == "population"
+    assert answer.why.thresholds.recency_days == Decimal(25)
+    assert answer.why.thresholds.frequency == Decimal(3)
+    assert str(answer.why.thresholds.monetary) == "10500"
+    assert answer.why.levels.frequency == "high"  # 6 >= 3
+    assert answer.why.levels.recency == "low"  # 40 > 25
+    assert answer.tier.id == "important_retain"

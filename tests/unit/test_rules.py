@@ -1,6 +1,7 @@
 """Rulesets: the default is the eight RFM segments; bad rulesets are refused at load with the
 tier and the problem named; evaluation is first match, with exact money comparisons."""
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.scorer import rules
 from services.scorer.rfm import Features
+from services.scorer.rulebook import Population
 from services.scorer.rules import RulesetError, Thresholds, evaluate, levels, load
 
 DEFAULT = Path(rules.__file__).parent / "rulesets" / "default.yaml"
@@ -143,3 +145,12 @@ def test_levels_use_the_thresholds_given() -> None:
         "high",
         "important_retain",
     )
+
+
+def test_population_thresholds_round_to_what_the_comparison_means() -> None:
+    fallback = rules.Thresholds(90, 3, 1_000_000)
+    found = Population(4, Decimal("2.25"), Decimal("1050000.5"), Decimal("25.75"))
+    # F high when frequency >= 2.25: 3 or more; M high when >= 10500.005: 10500.01 (minor
+    # units ceil); R high when recency <= 25.75: 25 or less
+    assert found.thresholds(fallback) == rules.Thresholds(25, 3, 1_050_001)
+    assert Population(0, None, None, None).thresholds(fallback) == fallback
