@@ -42,6 +42,7 @@ def settings(bootstrap: str, database_url: str, prefix: str, **overrides: Any) -
         "maintain_every_seconds": 0.2,
         "group_id": f"{prefix}scorer",
         "startup_timeout_seconds": 30,
+        "session_timeout_seconds": 10,
     }
     return ScorerSettings(**(values | overrides))
 

@@ -40,7 +40,11 @@ Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[bool]]
 
 
 def safe_consumer(
-    bootstrap_servers: str, group_id: str, client_id: str, max_poll_records: int = 2000
+    bootstrap_servers: str,
+    group_id: str,
+    client_id: str,
+    max_poll_records: int = 2000,
+    session_timeout_s: float = 30.0,
 ) -> AIOKafkaConsumer:
     """Auto-commit off: positions come from PostgreSQL (every assigned partition is sought
     explicitly). The reset policy only applies when a stored offset has fallen out of the
@@ -54,7 +58,7 @@ def safe_consumer(
         auto_offset_reset="earliest",
         max_poll_records=max_poll_records,
         isolation_level="read_committed",
-        session_timeout_ms=10_000,
+        session_timeout_ms=int(session_timeout_s * 1000),
         heartbeat_interval_ms=3_000,
         rebalance_timeout_ms=60_000,
     )
@@ -137,6 +141,7 @@ class PartitionedLoop:
 
     async def _process(self, batch: Batch) -> None:
         advanced: dict[TopicPartition, Claim] = {}
+        used = {tp: self.claims[tp] for tp in batch}
         try:
             async with unit_of_work(self._sessions) as session:
                 await self._handler(session, batch)
@@ -147,7 +152,7 @@ class PartitionedLoop:
                 advanced = {TopicPartition(self._topic, c.partition): c for c in moved}
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
-            await self._rewind(batch, TopicPartition(self._topic, fenced.partition))
+            await self._rewind(batch, TopicPartition(self._topic, fenced.partition), used)
             return
         self.claims.update(advanced)
         self._committed()
@@ -166,17 +171,21 @@ class PartitionedLoop:
                 await store.advance_all([(claim, claim.next_offset) for claim in claims.values()])
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
-            await self._rewind({}, TopicPartition(self._topic, fenced.partition))
+            await self._rewind({}, TopicPartition(self._topic, fenced.partition), claims)
             return False
         self._committed()
         return more
 
-    async def _rewind(self, batch: Batch, lost: TopicPartition) -> None:
+    async def _rewind(
+        self, batch: Batch, lost: TopicPartition, used: Mapping[TopicPartition, Claim]
+    ) -> None:
         """After the rollback: the lost partition is dropped and paused until a rebalance
-        hands it to us again (if ever); the others are read again from their committed
-        offsets, under their claims, which are still valid."""
-        self.claims.pop(lost, None)
-        self._consumer.pause(lost)
+        hands it to us again (if ever) — unless one already did while the transaction ran
+        (the claim held now is newer than the one it used: keep it); the others are read
+        again from their committed offsets, under their claims, which are still valid."""
+        if self.claims.get(lost) is used.get(lost):
+            self.claims.pop(lost, None)
+            self._consumer.pause(lost)
         for tp in batch:
             claim = self.claims.get(tp)
             if claim is not None:

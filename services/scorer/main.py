@@ -86,6 +86,7 @@ class Scorer:
             settings.group_id,
             f"scorer-{socket.gethostname()}-{os.getpid()}",
             settings.max_poll_records,
+            settings.session_timeout_seconds,
         )
         self.producer = safe_producer(
             settings.kafka_bootstrap_servers, "tierstream-scorer", request_timeout_s=10.0

@@ -51,6 +51,11 @@ class ScorerSettings(BaseSettings):
     window_interactions_days: int = Field(30, ge=1)
     as_of_history_days: int = Field(365, ge=0, description="how far back as_of can look")
     max_poll_records: int = Field(2000, ge=1)
+    session_timeout_seconds: float = Field(
+        30.0,
+        ge=6,
+        description="a member silent this long leaves the group (its partitions move on)",
+    )
     maintain_every_seconds: float = Field(
         5.0, gt=0, description="day-boundary sweep and ruleset checks between batches"
     )

@@ -52,6 +52,8 @@ def test_replay_with_kill_9_equals_the_oracle(kafka_bootstrap: str, database_url
         "TIERSTREAM_SCORER_PORT": str(scorer_port),
         "TIERSTREAM_SCORER_CLOCK": "event",
         "TIERSTREAM_SCORER_MAINTAIN_EVERY_SECONDS": "1",
+        # a killed instance's partitions move to its successor once this expires
+        "TIERSTREAM_SCORER_SESSION_TIMEOUT_SECONDS": "10",
     }
     ingest_port = free_port()
     ingest_env = common | {

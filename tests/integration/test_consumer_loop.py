@@ -185,3 +185,27 @@ async def test_a_rebalance_between_two_consumers_loses_and_doubles_nothing(setup
 
 async def _at_least(setup: Setup, expected: int) -> bool:
     return await count(setup) >= expected
+
+
+async def test_a_fenced_transaction_keeps_a_claim_renewed_while_it_ran(setup: Setup) -> None:
+    """Found by the 1M re-tier benchmark: the group rebalanced during a long transaction and
+    handed the partition straight back; the transaction, fenced by the old claim, must not
+    drop and pause the new one (the partition would then stall for good)."""
+    from aiokafka import TopicPartition  # noqa: PLC0415
+
+    from services.db.offsets import Claim  # noqa: PLC0415
+
+    await produce(setup, range(30))
+    running = await Running(setup).start()
+    await until(lambda: _at_least(setup, 30), 60, "not everything was applied")
+    tp = TopicPartition(setup.topic, 0)
+    old = running.loop.claims[tp]
+    renewed = Claim(old.partition, old.epoch + 1, old.next_offset)
+    running.loop.claims[tp] = renewed
+    await running.loop._rewind({}, tp, {tp: old})
+    assert running.loop.claims[tp] is renewed
+    assert tp not in running.consumer.paused()
+    await running.loop._rewind({}, tp, {tp: renewed})  # fenced under the claim it holds
+    assert tp not in running.loop.claims
+    assert tp in running.consumer.paused()
+    await running.stop()
