@@ -16,14 +16,14 @@ below a cent, and rounding is monotonic), so `monetary_90d >= 100000` means what
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from cel_expr_python import cel
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ValidationError
 
 from services.scorer.rfm import Features
+from services.scorer.ruleset_file import RulesetSpec, TierSpec, describe
 
 Level = Literal["high", "low"]
 SEGMENTS: Mapping[tuple[Level, Level, Level], str] = {
@@ -46,36 +46,6 @@ NUMBERS = (
     "tenure_days",
 )
 TEXTS = ("segment", "r", "f", "m")
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ThresholdsSpec(_Spec):
-    mode: Literal["fixed", "population"]
-    recency_days: int = Field(ge=0)
-    frequency: int = Field(ge=0)
-    monetary: Decimal = Field(ge=0, decimal_places=2)
-
-
-class LabelsSpec(_Spec):
-    zh: str = Field(min_length=1)
-    en: str = Field(min_length=1)
-
-
-class TierSpec(_Spec):
-    id: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-    labels: LabelsSpec
-    rank: int
-    high_value: bool
-    condition: str = Field(min_length=1)
-
-
-class RulesetSpec(_Spec):
-    version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    thresholds: ThresholdsSpec
-    tiers: list[TierSpec] = Field(min_length=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +204,7 @@ def load(text: str, source: str = "ruleset") -> Ruleset:
         raise RulesetError(source, [f"not YAML: {error}"]) from error
     except ValidationError as error:
         raise RulesetError(
-            source, [_describe(spec_error, text) for spec_error in error.errors(include_url=False)]
+            source, [describe(spec_error) for spec_error in error.errors(include_url=False)]
         ) from error
     environment = _environment()
     problems: list[str] = []
@@ -327,16 +297,6 @@ def _probes(thresholds: Thresholds) -> dict[str, Features]:
             tenure_days=400,
         )
     return probes
-
-
-def _describe(error: Any, _: str) -> str:
-    location = list(error["loc"])
-    where = "ruleset"
-    if len(location) >= 2 and location[0] == "tiers" and isinstance(location[1], int):
-        where = f"tier #{location[1] + 1}"
-        location = location[2:]
-    field = ".".join(str(part) for part in location)
-    return f"{where}: {field or 'value'}: {error['msg']}"
 
 
 def _clean(message: str) -> str:
