@@ -1,7 +1,7 @@
 """Outbox headers as one value (msgpack list of [name, value]), so that a batch of records is
 inserted by one statement over arrays; tier history payloads as the JSON bytes published
 (jsonb parsed every payload on insert, and only the API reads them back); and a re-tier's
-resume point per partition.
+resume point per partition; an index to forget old events seen.
 
 Revision ID: 0006
 Revises: 0005
@@ -28,9 +28,12 @@ def upgrade() -> None:
     )
     # a re-tier runs in bounded transactions and continues after this customer
     op.execute("ALTER TABLE scorer_partitions ADD COLUMN retier_after text")
+    # events seen are forgotten after the dedupe retention
+    op.execute("CREATE INDEX scorer_events_by_age ON scorer_events (seen_at)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX scorer_events_by_age")
     op.execute("ALTER TABLE scorer_partitions DROP COLUMN retier_after")
     op.execute(
         "ALTER TABLE tier_history ALTER COLUMN payload TYPE jsonb "

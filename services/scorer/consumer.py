@@ -40,6 +40,7 @@ ClockMode = Literal["wall", "event"]
 # Customers re-tiered or swept per transaction (one batch or one maintenance pass): a few
 # seconds of work at most, far below the consumer's poll interval.
 BUDGET = 20_000
+FORGET_BATCH = 10_000  # events seen forgotten per maintenance pass, past their retention
 
 
 class Raw(Protocol):
@@ -93,6 +94,7 @@ class ScorerHandler:
         now: Callable[[], datetime],
         metrics: ScorerMetrics,
         budget: int = BUDGET,
+        retention_days: int | None = None,
     ) -> None:
         self._topic = topic
         self._scoring = scoring
@@ -103,6 +105,7 @@ class ScorerHandler:
         self._metrics = metrics
         self._tally = Tally()
         self._per_transaction = budget
+        self._retention_days = retention_days
         self._budget = budget
         self.more = False  # re-tier or sweep work left after the last transaction
 
@@ -115,6 +118,8 @@ class ScorerHandler:
         wall = self._now()
         await self._rulebook.refresh(session, local_day(wall, self._scoring.zone), wall)
         await self._process(session, dict.fromkeys(partitions, ()))
+        if self._retention_days is not None:
+            await ScorerRepository(session).forget_events(self._retention_days, FORGET_BATCH)
         return self.more
 
     def committed(self) -> None:

@@ -112,6 +112,7 @@ class Scorer:
             now=now,
             metrics=self.metrics,
             budget=settings.transaction_budget,
+            retention_days=settings.dedupe_retention_days,
         )
         self.loop = PartitionedLoop(
             self.consumer,

@@ -45,6 +45,12 @@ _DIGESTS = text("""
     SELECT source, id, digest FROM scorer_events
     WHERE (source, id) IN (SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])))
 """)
+_FORGET = text("""
+    DELETE FROM scorer_events WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM scorer_events
+        WHERE seen_at < clock_timestamp() - make_interval(days => :days) LIMIT :limit))
+""")
+_LOCK_FORGET = text("SELECT pg_try_advisory_xact_lock(7346212003)")
 _LOAD = text("""
     SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
            frequency, monetary, last_purchase_day
@@ -138,6 +144,15 @@ class ScorerRepository:
                 same = stored.get((source, event_id)) == digest
                 seen[(source, event_id)] = "duplicate" if same else "conflict"
         return seen
+
+    async def forget_events(self, older_than_days: int, limit: int) -> int:
+        """Forgets up to `limit` events seen more than `older_than_days` ago; one instance at
+        a time (0 when another holds the lock). A duplicate of a forgotten event would count
+        again: the retention must exceed how late a duplicate can arrive."""
+        if not await self._session.scalar(_LOCK_FORGET):
+            return 0
+        result = await self._session.execute(_FORGET, {"days": older_than_days, "limit": limit})
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
         rows = await self._session.execute(_LOAD, {"ids": list(customer_ids)})

@@ -60,6 +60,11 @@ class ScorerSettings(BaseSettings):
         5.0, gt=0, description="day-boundary sweep and ruleset checks between batches"
     )
     population_refresh_seconds: int = Field(300, ge=1)
+    dedupe_retention_days: int = Field(
+        400,
+        ge=1,
+        description="events seen are remembered (deduped) this long; a later duplicate counts",
+    )
     transaction_budget: int = Field(
         20_000, ge=1, description="customers re-tiered or swept per transaction"
     )

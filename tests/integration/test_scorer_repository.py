@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack import migrate
@@ -85,3 +86,23 @@ async def test_history_is_kept_once_per_change_in_time_order(engine: AsyncEngine
         ("a", {"n": 1}),
         ("b", {"n": 2}),
     ]
+
+
+async def test_events_seen_are_forgotten_after_the_retention(engine: AsyncEngine) -> None:
+    make = sessions(engine)
+    async with unit_of_work(make) as session:
+        await ScorerRepository(session).record_events(
+            [("erp", "old-1", b"a"), ("erp", "old-2", b"b"), ("erp", "new", b"c")]
+        )
+        await session.execute(
+            text("UPDATE scorer_events SET seen_at = now() - interval '401 days' WHERE id <> 'new'")
+        )
+    async with unit_of_work(make) as session:
+        assert await ScorerRepository(session).forget_events(400, limit=1) == 1
+    async with unit_of_work(make) as session:
+        assert await ScorerRepository(session).forget_events(400, limit=10) == 1
+    async with unit_of_work(make) as session:
+        again = await ScorerRepository(session).record_events(
+            [("erp", "old-1", b"a"), ("erp", "new", b"c")]
+        )
+    assert again == {("erp", "old-1"): "new", ("erp", "new"): "duplicate"}
