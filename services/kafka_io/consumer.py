@@ -140,6 +140,10 @@ class PartitionedLoop:
                 await self._process(batch)
 
     async def _process(self, batch: Batch) -> None:
+        """The claims are read once, before the handler runs: a rebalance while it awaits may
+        revoke partitions (the claims held change), and the batch still commits under the
+        claims it was read with, unless another consumer claimed a partition since (then the
+        compare-and-set fences it)."""
         advanced: dict[TopicPartition, Claim] = {}
         used = {tp: self.claims[tp] for tp in batch}
         try:
@@ -147,14 +151,16 @@ class PartitionedLoop:
                 await self._handler(session, batch)
                 store = OffsetStore(session, self._name, self._topic)
                 moved = await store.advance_all(
-                    [(self.claims[tp], records[-1].offset + 1) for tp, records in batch.items()]
+                    [(used[tp], records[-1].offset + 1) for tp, records in batch.items()]
                 )
                 advanced = {TopicPartition(self._topic, c.partition): c for c in moved}
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
             await self._rewind(batch, TopicPartition(self._topic, fenced.partition), used)
             return
-        self.claims.update(advanced)
+        for tp, claim in advanced.items():
+            if self.claims.get(tp) is used[tp]:  # still held, under the same claim
+                self.claims[tp] = claim
         self._committed()
 
     async def _maintenance(self) -> bool:

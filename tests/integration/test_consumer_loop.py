@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -209,3 +210,40 @@ async def test_a_fenced_transaction_keeps_a_claim_renewed_while_it_ran(setup: Se
     assert tp not in running.loop.claims
     assert tp in running.consumer.paused()
     await running.stop()
+
+
+async def test_a_revocation_during_the_handler_neither_crashes_nor_resurrects_a_claim(
+    setup: Setup,
+) -> None:
+    """Found with two scorer processes: partitions revoked while the handler awaited made
+    the loop fail (KeyError) and exit. The batch commits under the claims it read; the
+    revoked partition is not held again afterwards."""
+    revoked: list[TopicPartition] = []
+
+    async def revoking(session: AsyncSession, batch: Batch) -> None:
+        await apply(session, batch)
+        # what a revocation does while the handler awaits
+        revoked.extend(tp for tp in batch if running.loop.claims.pop(tp, None) is not None)
+
+    await produce(setup, range(60))
+    running = Running(setup)
+    running.loop = PartitionedLoop(
+        running.consumer,
+        topic=setup.topic,
+        name="test-consumer",
+        make_session=sessions(setup.engine),
+        handler=revoking,
+    )
+    await running.start()
+    await until(lambda: _at_least(setup, 1), 60, "nothing was applied")
+    await until(lambda: _claims_empty(running), 30, "claims were not dropped")
+    assert running.task is not None
+    assert not running.task.done()  # the loop lives on
+    await running.stop()
+    stored = await stored_offsets(setup)
+    assert revoked
+    assert all(stored[tp.partition] is not None for tp in revoked)  # their batches committed
+
+
+async def _claims_empty(running: Running) -> bool:
+    return not running.loop.claims
