@@ -182,14 +182,14 @@ def run(bootstrap: str, total: int = 100_000, clients: int = 4) -> dict[str, Fig
         "raw_send": asyncio.run(raw_producer(bootstrap, topic, batches[0], 10, batch_api=False)),
     }
     for workers in (1, 2):
-        with _ingest(bootstrap, prefix, workers) as (url, secret):
+        with ingest_process(bootstrap, prefix, workers) as (url, secret):
             figures[f"batched_{workers}w"] = post_batches(url, secret, bodies, clients, workers)
             figures[f"single_{workers}w"] = post_singles(url, secret, 32, workers)
     return figures
 
 
 @contextmanager
-def _ingest(bootstrap: str, prefix: str, workers: int) -> Iterator[tuple[str, str]]:
+def ingest_process(bootstrap: str, prefix: str, workers: int) -> Iterator[tuple[str, str]]:
     secret, key = new_key("bench", ["erp/*"])
     port = free_port()
     env = {

@@ -11,7 +11,6 @@
 """
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -21,16 +20,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.ingest import ingest_process
 from devstack import migrate
 from schemas.v1 import topics
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
-from services.ingest.auth import new_key
 from services.kafka_io.producer import _partition_index
 from services.kafka_io.topics import ensure_topics, tierstream_topics
 from services.scorer import rules, state_codec
@@ -39,7 +39,7 @@ from services.scorer.facts import local_day
 from services.scorer.repository import ScorerRepository, StoredCustomer
 from services.scorer.rfm import Fact, Windows, apply_all, features
 from services.scorer.scoring import due_day
-from tests.processes import ServiceProcess, service
+from tests.processes import ServiceProcess, caught_up, committed, service, wait_for
 from tests.scorer_run import RULESETS, produce, records
 from tests.stack import free_port
 from tests.workload import generate
@@ -75,13 +75,13 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
     raw = asyncio.run(_raw_consume(bootstrap, topic, total))
     with _scorer(bootstrap, _database(server_url), prefix) as scorer:
         started = _ready(scorer)
-        _wait(lambda: _caught_up(scorer), 1800, "the scorer did not catch up")
+        wait_for(lambda: caught_up(scorer), 1800, "the scorer did not catch up")
         seconds = time.monotonic() - started
         rss = _rss(scorer)
     naive_count = min(3000, total)
     with _scorer(bootstrap, _database(server_url), prefix, max_poll_records=1) as scorer:
         started = _ready(scorer)
-        _wait(lambda: _committed(scorer) >= naive_count, 1800, "the naive loop stalled")
+        wait_for(lambda: committed(scorer) >= naive_count, 1800, "the naive loop stalled")
         naive_seconds = time.monotonic() - started
     rate = total / seconds
     naive = naive_count / naive_seconds
@@ -97,7 +97,7 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
             ">= 30,000 events/s",
         ),
         Figure(
-            "scorer, naive: one transaction per event (first 3,000 events)",
+            f"scorer, naive: one transaction per event (first {naive_count:,} events)",
             naive,
             "events/s",
             "scorer, batched",
@@ -109,22 +109,13 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
 
 def latency(bootstrap: str, server_url: str, rate: int, seconds: float) -> list[Figure]:
     prefix = _topics(bootstrap)
-    secret, key = new_key("bench", ["erp/*"])
-    port = free_port()
-    env = {
-        "TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TIERSTREAM_TOPIC_PREFIX": prefix,
-        "TIERSTREAM_INGEST_PORT": str(port),
-        "TIERSTREAM_INGEST_API_KEYS": json.dumps([key.model_dump(mode="json")]),
-        "TIERSTREAM_LOG_LEVEL": "WARNING",
-    }
     with (
-        service("services.ingest.main", port, env) as ingest,
+        ingest_process(bootstrap, prefix, workers=1) as (url, secret),
         _scorer(bootstrap, _database(server_url), prefix) as scorer,
     ):
         _ready(scorer)
         sent, received = asyncio.run(
-            _steady_load(ingest.url, secret, bootstrap, prefix, rate=rate, seconds=seconds)
+            _steady_load(url, secret, bootstrap, prefix, rate=rate, seconds=seconds)
         )
     latencies = sorted(received[c] - sent[c] for c in sent if c in received)
     missing = len(sent) - len(latencies)
@@ -157,7 +148,7 @@ def retier_and_sweep(bootstrap: str, server_url: str, customers: int) -> list[Fi
     for what in ("retier", "sweep"):
         prefix = _topics(bootstrap)
         url = _database(server_url)
-        today = local_day(datetime.now(UTC), _utc())
+        today = local_day(datetime.now(UTC), ZoneInfo("UTC"))
         asyncio.run(_fill(url, prefix, customers, today, due_today=what == "sweep"))
         with _scorer(bootstrap, url, prefix, maintain_every_seconds=0.5) as scorer:
             _ready(scorer)
@@ -171,7 +162,7 @@ def retier_and_sweep(bootstrap: str, server_url: str, customers: int) -> list[Fi
                 done = _until(url, prefix, lambda p: p.applied == "rfm-segments-2")
             else:
                 done = _until(url, prefix, _swept_to(today))
-            _wait(done, 1800, f"{what} did not finish")
+            wait_for(done, 1800, f"{what} did not finish")
             seconds = time.monotonic() - started
             changes = _changes(scorer)
             rss = _rss(scorer)
@@ -422,32 +413,9 @@ def _database(server_url: str) -> str:
     return url
 
 
-def _status(scorer: ServiceProcess) -> dict[str, Any] | None:
-    try:
-        response = httpx.get(f"{scorer.url}/v1/status", timeout=10)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == 200 else None
-
-
-def _committed(scorer: ServiceProcess) -> int:
-    found = _status(scorer)
-    return sum(p["committed_offset"] or 0 for p in found["partitions"]) if found else 0
-
-
-def _caught_up(scorer: ServiceProcess) -> bool:
-    found = _status(scorer)
-    return bool(
-        found
-        and found["partitions"]
-        and all(p["lag"] == 0 for p in found["partitions"])
-        and found["outbox_pending"] == 0
-    )
-
-
 def _ready(scorer: ServiceProcess) -> float:
     """Waits until the consumer holds its partitions; returns that moment."""
-    _wait(
+    wait_for(
         lambda: httpx.get(f"{scorer.url}/readyz", timeout=10).status_code == 200,
         120,
         "the scorer did not become ready",
@@ -470,17 +438,3 @@ def _rss(scorer: ServiceProcess) -> float:
     status = Path(f"/proc/{scorer.process.pid}/status").read_text()
     line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
-
-
-def _utc() -> Any:
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
-
-    return ZoneInfo("UTC")
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)

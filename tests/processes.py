@@ -4,10 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from devstack.up import wait_healthy
 from tests.stack import scratch_dir
@@ -47,3 +51,38 @@ def service(module: str, port: int, env: Mapping[str, str]) -> Iterator[ServiceP
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Polls `predicate` until it holds; TimeoutError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def scorer_status(scorer: ServiceProcess) -> dict[str, Any] | None:
+    """The scorer's /v1/status, or None while it does not answer."""
+    try:
+        response = httpx.get(f"{scorer.url}/v1/status", timeout=10)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def committed(scorer: ServiceProcess) -> int:
+    """Records committed by the scorer, over all partitions."""
+    found = scorer_status(scorer)
+    return sum(p["committed_offset"] or 0 for p in found["partitions"]) if found else 0
+
+
+def caught_up(scorer: ServiceProcess) -> bool:
+    """Every partition processed to its end and every outgoing record published."""
+    found = scorer_status(scorer)
+    return bool(
+        found
+        and found["partitions"]
+        and all(p["lag"] == 0 for p in found["partitions"])
+        and found["outbox_pending"] == 0
+    )

@@ -127,10 +127,6 @@ async def applied(scorer: Scorer, key: str, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-def topic_of(prefix: str, name: str) -> str:
-    return prefix + name
-
-
 CUSTOMER_EVENTS = topics.CUSTOMER_EVENTS
 TIER_CHANGES = topics.TIER_CHANGES
 CUSTOMER_TIERS = topics.CUSTOMER_TIERS

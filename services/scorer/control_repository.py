@@ -4,6 +4,7 @@ Repositories take the caller's session and never commit."""
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -136,16 +137,16 @@ class ControlRepository:
 
     async def active_ruleset(self) -> StoredRuleset | None:
         row = (await self._session.execute(_ACTIVE)).one_or_none()
-        return None if row is None else StoredRuleset(row.version, row.body, row.activated_at)
+        return None if row is None else _ruleset(row)
 
     async def ruleset(self, version: str) -> StoredRuleset | None:
         row = (await self._session.execute(_RULESET, {"version": version})).one_or_none()
-        return None if row is None else StoredRuleset(row.version, row.body, row.activated_at)
+        return None if row is None else _ruleset(row)
 
     async def rulesets_missing(self, known: list[str]) -> list[StoredRuleset]:
         """The activated rulesets other than `known` ones."""
         rows = await self._session.execute(_OTHERS, {"known": known})
-        return [StoredRuleset(row.version, row.body, row.activated_at) for row in rows]
+        return [_ruleset(row) for row in rows]
 
     async def store_ruleset(self, version: str, body: str) -> None:
         """Keeps a version's text; a version is immutable once stored."""
@@ -159,8 +160,7 @@ class ControlRepository:
 
     async def activate(self, version: str, body: str) -> StoredRuleset:
         await self.store_ruleset(version, body)
-        row = (await self._session.execute(_ACTIVATE, {"version": version})).one()
-        return StoredRuleset(row.version, row.body, row.activated_at)
+        return _ruleset((await self._session.execute(_ACTIVATE, {"version": version})).one())
 
     async def population_thresholds(self, refresh_s: float) -> StoredThresholds | None:
         row = (await self._session.execute(_THRESHOLDS, {"refresh": refresh_s})).one_or_none()
@@ -181,3 +181,7 @@ class ControlRepository:
                 "monetary": thresholds.monetary,
             },
         )
+
+
+def _ruleset(row: Any) -> StoredRuleset:
+    return StoredRuleset(row.version, row.body, row.activated_at)

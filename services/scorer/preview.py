@@ -19,7 +19,7 @@ from services.scorer.control_repository import ControlRepository, StoredRuleset
 from services.scorer.facts import local_day
 from services.scorer.repository import ScorerRepository
 from services.scorer.rulebook import Population
-from services.scorer.rules import Ruleset, Thresholds, Tier
+from services.scorer.rules import Ruleset, Thresholds
 from services.scorer.scoring import Standing, rescore
 from services.scorer.workset import PAGE, Scoring
 
@@ -105,8 +105,9 @@ async def _partition(
             state = state_codec.decode(stored.state, scoring.windows)
             standing = None
             if stored.tier is not None and stored.tier_since is not None:
-                tier = Tier(stored.tier, stored.tier, stored.tier, 0, False, "", None)
-                standing = Standing(tier, stored.tier_since, stored.ruleset_version or "")
+                standing = Standing(
+                    rules.placeholder(stored.tier), stored.tier_since, stored.ruleset_version or ""
+                )
             new, change = rescore(
                 stored.customer_id,
                 state,

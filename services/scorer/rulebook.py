@@ -66,7 +66,7 @@ class Rulebook:
         tier = None if found is None else found.tier(tier_id)
         if tier is None:
             tier = self.standard.ruleset.tier(tier_id)
-        return tier or Tier(tier_id, tier_id, tier_id, 0, False, "", None)
+        return tier or rules.placeholder(tier_id)
 
     async def refresh(self, session: AsyncSession, today: int, now: datetime) -> Standard:
         control = ControlRepository(session, self._topic)

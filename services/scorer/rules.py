@@ -69,6 +69,12 @@ class Tier:
     program: Any  # a compiled cel-cpp expression
 
 
+def placeholder(tier_id: str) -> Tier:
+    """A tier known only by its id (a stored tier of a ruleset this process cannot load):
+    enough to compare with, never evaluated."""
+    return Tier(tier_id, tier_id, tier_id, 0, False, "", None)
+
+
 @dataclass(frozen=True, slots=True)
 class Ruleset:
     version: str
@@ -79,18 +85,15 @@ class Ruleset:
     # alone, so `evaluate` memoizes on their values (CEL has no side effects or clock).
     references: frozenset[str] = frozenset((*NUMBERS, *TEXTS))
     memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
-    tier_index: dict[str, Tier] = field(default_factory=dict, compare=False, repr=False)
+    # derived once, at construction: the memo key's order and the tiers by id
+    reference_order: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    tier_index: Mapping[str, Tier] = field(init=False, compare=False, repr=False)
 
-    @property
-    def reference_order(self) -> tuple[str, ...]:
-        order = _ORDER.get(self.references)
-        if order is None:
-            order = _ORDER[self.references] = tuple(sorted(self.references))
-        return order
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reference_order", tuple(sorted(self.references)))
+        object.__setattr__(self, "tier_index", {tier.id: tier for tier in self.tiers})
 
     def tier(self, tier_id: str) -> Tier | None:
-        if not self.tier_index:
-            self.tier_index.update((tier.id, tier) for tier in self.tiers)
         return self.tier_index.get(tier_id)
 
 
@@ -130,7 +133,6 @@ def levels(features: Features, thresholds: Thresholds) -> Levels:
 
 
 MEMO_SIZE = 100_000
-_ORDER: dict[frozenset[str], tuple[str, ...]] = {}
 _NONE = -1
 
 

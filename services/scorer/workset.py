@@ -135,11 +135,7 @@ class Workset:
         many were examined). Each
         one swept gets a later due day, so the next transaction continues where this one
         stopped."""
-        for customer_id, entry in list(self._entries.items()):
-            if entry.partition == partition and self._due_of(entry) <= day:
-                self._rescore(
-                    customer_id, entry, day=day, now=now, cause="time_passed", detail=str(day)
-                )
+        self.sweep_loaded(partition, day, now)
         after, examined = "", 0
         while page := await self._repository.due(partition, day, after, min(PAGE, budget)):
             self._rescore_page(page, day, now, "time_passed", str(day))

@@ -6,7 +6,6 @@ id) are the oracle's, none missing, none extra."""
 import asyncio
 import json
 import random
-import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from services.ingest.auth import new_key
 from services.kafka_io.topics import ensure_topics, tierstream_topics
 from services.scorer import rules
 from tests.kafka_reader import read_all
-from tests.processes import ServiceProcess, service
+from tests.processes import ServiceProcess, caught_up, committed, service, wait_for
 from tests.scorer_run import RULESETS
 from tests.stack import free_port
 from tests.workload import Workload, expect, generate
@@ -105,42 +104,11 @@ def post_all(ingest: ServiceProcess, events: list[dict[str, Any]]) -> None:
             assert response.status_code == 202, response.text
 
 
-def status(scorer: ServiceProcess) -> dict[str, Any] | None:
-    try:
-        response = httpx.get(f"{scorer.url}/v1/status", timeout=5)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == 200 else None
-
-
 def progressed(scorer: ServiceProcess, point: float) -> Callable[[], bool]:
     def reached() -> bool:
         return committed(scorer) >= point
 
     return reached
-
-
-def committed(scorer: ServiceProcess) -> int:
-    found = status(scorer)
-    return sum(p["committed_offset"] or 0 for p in found["partitions"]) if found else 0
-
-
-def caught_up(scorer: ServiceProcess) -> bool:
-    found = status(scorer)
-    return bool(
-        found
-        and found["partitions"]
-        and all(p["lag"] == 0 for p in found["partitions"])
-        and found["outbox_pending"] == 0
-    )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 async def compare_features(url: str, workload: Workload) -> list[str]:

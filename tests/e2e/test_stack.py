@@ -4,8 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,17 +14,10 @@ import pytest
 from devstack.kafka import run_isolated
 from tests.events import transaction
 from tests.kafka_reader import read_all
+from tests.processes import wait_for
 from tests.stack import free_port, scratch_dir
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,7 @@ def stack_up() -> Iterator[tuple[subprocess.Popen[bytes], Path, dict[str, int]]]
             [sys.executable, "-m", "devstack", "up"], stdout=log, stderr=subprocess.STDOUT, env=env
         )
     try:
-        _wait_for(
+        wait_for(
             lambda: (
                 b"tierstream is up" in (state / "up.log").read_bytes() or process.poll() is not None
             ),
@@ -81,7 +73,7 @@ def test_everything_answers_and_an_event_reaches_kafka(
     for service in ("ingest", "scorer", "notifier"):
         assert httpx.get(f"http://127.0.0.1:{ports[service]}/healthz").status_code == 200
     scorer = f"http://127.0.0.1:{ports['scorer']}"
-    _wait_for(
+    wait_for(
         lambda: httpx.get(f"{scorer}/readyz").status_code == 200, 60, "the scorer is not ready"
     )
 
@@ -96,7 +88,7 @@ def test_everything_answers_and_an_event_reaches_kafka(
         read_all(f"127.0.0.1:{ports['kafka']}", "tierstream.customer-events.v1", expected=1)
     )
     assert message.headers["ce_id"] == b"e2e-1"
-    _wait_for(
+    wait_for(
         lambda: httpx.get(f"{scorer}/v1/customers/{event['subject']}").status_code == 200,
         60,
         "the scorer did not score the event",
