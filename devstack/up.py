@@ -19,6 +19,7 @@ from types import FrameType
 import httpx
 
 from devstack import migrate
+from devstack.directory import demo_directory
 from devstack.kafka import KafkaBroker, run_isolated
 from devstack.postgres import PostgresServer
 from services.ingest.auth import new_key
@@ -153,6 +154,18 @@ class Stack:
             secret_file.chmod(0o600)
         return secret_file.read_text().strip(), keys_file.read_text()
 
+    def _directory(self) -> tuple[Path, str]:
+        """A local demo directory (people, managers, a default team queue), kept across
+        restarts, gitignored; returns it and the admin's API token. Your own directory:
+        TIERSTREAM_NOTIFIER_DIRECTORY_FILE (and TIERSTREAM_NOTIFIER_DEFAULT_TEAM)."""
+        path = self.config.state / "directory.yaml"
+        tokens_file = self.config.state / "notifier-tokens.json"
+        if not path.exists() or not tokens_file.exists():
+            tokens = demo_directory(path)
+            tokens_file.write_text(json.dumps(tokens, indent=2))
+            tokens_file.chmod(0o600)
+        return path, json.loads(tokens_file.read_text())["admin"]
+
     def _start_service(self, name: str, keys: str) -> None:
         port = self.config.ports[name]
         env = {
@@ -164,6 +177,9 @@ class Stack:
         }
         if name == "ingest":
             env["TIERSTREAM_INGEST_API_KEYS"] = keys
+        if name == "notifier" and "TIERSTREAM_NOTIFIER_DIRECTORY_FILE" not in os.environ:
+            env["TIERSTREAM_NOTIFIER_DIRECTORY_FILE"] = str(self._directory()[0])
+            env["TIERSTREAM_NOTIFIER_DEFAULT_TEAM"] = "unassigned"
         log = self.config.state / "logs" / f"{name}.log"
         with log.open("ab") as out:
             self.services[name] = subprocess.Popen(
@@ -219,10 +235,11 @@ def banner(stack: Stack, secret: str) -> str:
         "tierstream is up:",
         f"  ingest    http://127.0.0.1:{ports['ingest']}    (docs: /docs)",
         f"  scorer    http://127.0.0.1:{ports['scorer']}    (/v1/tiers, /v1/status, /docs)",
-        f"  notifier  http://127.0.0.1:{ports['notifier']}    (health only until its issue lands)",
+        f"  notifier  http://127.0.0.1:{ports['notifier']}    (/v1/tasks, /v1/alerts, /docs)",
         f"  Kafka     {stack.bootstrap}",
         f"  Postgres  {stack.database_url}",
         f"  API key   {secret}   (also in {stack.config.state / 'ingest-api-key'})",
+        f"  tokens    {stack.config.state / 'notifier-tokens.json'}   (task API, per person)",
         f"  logs      {stack.config.state / 'logs'}",
         "Ctrl-C here, or `make down` elsewhere, stops everything.",
         "",

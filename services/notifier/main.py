@@ -1,30 +1,259 @@
-"""Wiring of notifier. Until its issue lands it only says it is alive and not ready."""
+"""Wiring of the notifier: settings, directory, policy, engine, two consumers and their
+loops, the dead-letter relay, the escalation and delivery workers and the API are built,
+started and closed here and nowhere else.
 
+Tasks running beside the API: the tier-change loop, the profile loop, the relay (dead
+letters), the escalator, the delivery worker and the gauges. If one fails (PostgreSQL or
+Kafka gone) the process exits non-zero and is restarted: what was done is committed with its
+offsets, or not at all; timers and deliveries are rows. SIGTERM drains and stops.
+"""
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
 import uvicorn
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from schemas.v1 import topics
+from services.db.engine import create_engine, sessions
+from services.db.unit_of_work import unit_of_work
+from services.ingest.main import start_producer
+from services.kafka_io.consumer import PartitionedLoop, safe_consumer
+from services.kafka_io.producer import safe_producer
+from services.kafka_io.relay import Relay
 from services.logs import configure_logging
+from services.notifier import directory as directories
+from services.notifier import policy as policies
+from services.notifier.api import Backend, create_app
+from services.notifier.channels import Sender, SmtpSettings
+from services.notifier.consumer import ChangeHandler, ProfileHandler
+from services.notifier.delivery import DeliveryWorker
+from services.notifier.escalator import Escalator
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.retries import Backoff
 from services.notifier.settings import NotifierSettings
-from services.web import problems
-from services.web.health import health_router
+from services.notifier.task_repository import task_gauges
+
+log = structlog.get_logger()
+CHANGES, PROFILES = "notifier", "notifier-profiles"
 
 
-async def _not_built() -> str:
-    return "the notifier is not built yet: it consumes nothing"
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
-def build() -> FastAPI:
-    app = FastAPI(title="tierstream notifier", version="0.0.0")
-    problems.install(app)
-    app.include_router(health_router(CollectorRegistry(), {"consumer": _not_built}))
+class Notifier:
+    def __init__(
+        self,
+        settings: NotifierSettings,
+        *,
+        registry: CollectorRegistry,
+        now: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        self.settings = settings
+        self.now = now
+        self.directory = directories.parse(settings.directory_file.read_text(encoding="utf-8"))
+        if settings.default_team not in self.directory.teams:
+            raise directories.DirectoryError(
+                f"default team {settings.default_team!r} is not a team of the directory"
+            )
+        self.policy = policies.parse(settings.policy_file.read_text(encoding="utf-8"))
+        self.metrics = NotifierMetrics(registry)
+        self.registry = registry
+        self.engine = create_engine(settings.database_url, "notifier", pool_size=4)
+        self.sessions = sessions(self.engine)
+        self.producer = safe_producer(
+            settings.kafka_bootstrap_servers, "tierstream-notifier", request_timeout_s=10.0
+        )
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        self.delivery = DeliveryWorker(
+            self.sessions, self.directory, self._sender(), backoff=self._backoff(),
+            metrics=self.metrics, now=now,
+        )  # fmt: skip
+        link = settings.public_url.rstrip("/") + "/v1/tasks/{id}"
+        self.escalator = Escalator(
+            self.sessions, self.directory, task_link=link, metrics=self.metrics, now=now,
+            every_s=settings.escalate_every_seconds, escalated=self.delivery.wake,
+        )  # fmt: skip
+        prefix = settings.topic_prefix
+        handler = ChangeHandler(
+            policy=self.policy, directory=self.directory, default_team=settings.default_team,
+            task_link=link, dead_letters=prefix + topics.DEAD_LETTERS, now=now,
+        )  # fmt: skip
+        self.topics = {
+            CHANGES: prefix + topics.TIER_CHANGES,
+            PROFILES: prefix + topics.CUSTOMER_EVENTS,
+        }
+        self.changes, self.change_loop = self._loop(CHANGES, handler)
+        self.profiles, self.profile_loop = self._loop(
+            PROFILES, ProfileHandler(self.directory, settings.default_team)
+        )
+        self.relay = Relay(self.producer, self.sessions)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def _sender(self) -> Sender:
+        s = self.settings
+        smtp = None
+        if s.smtp_host is not None:
+            smtp = SmtpSettings(
+                s.smtp_host, s.smtp_port, s.smtp_sender, s.smtp_username, s.smtp_password,
+                s.smtp_starttls,
+            )  # fmt: skip
+        return Sender(self.http, smtp, timeout_s=s.delivery_timeout_seconds, now=self.now)
+
+    def _backoff(self) -> Backoff:
+        s = self.settings
+        return Backoff(
+            s.delivery_backoff_seconds, s.delivery_backoff_cap_seconds, s.delivery_attempts
+        )
+
+    def _loop(self, name: str, handler: Any) -> tuple[AIOKafkaConsumer, PartitionedLoop]:
+        s = self.settings
+        group = s.group_id if name == CHANGES else f"{s.group_id}-profiles"
+        consumer = safe_consumer(
+            s.kafka_bootstrap_servers,
+            group,
+            f"{name}-{socket.gethostname()}-{os.getpid()}",
+            s.max_poll_records,
+            s.session_timeout_seconds,
+        )
+        loop = PartitionedLoop(
+            consumer, topic=self.topics[name], name=name, make_session=self.sessions,
+            handler=handler,
+            committed=self._committed,
+        )  # fmt: skip
+        return consumer, loop
+
+    def _committed(self) -> None:
+        self.delivery.wake()
+        self.relay.wake()
+
+    async def start(self) -> None:
+        timeout = self.settings.startup_timeout_seconds
+        await start_producer(self.producer, timeout)
+        async with asyncio.timeout(timeout):
+            await self.changes.start()
+            await self.profiles.start()
+        self.change_loop.subscribe()
+        self.profile_loop.subscribe()
+        for name, work in (
+            ("changes", self.change_loop.run),
+            ("profiles", self.profile_loop.run),
+            ("relay", self.relay.run),
+            ("escalator", self.escalator.run),
+            ("delivery", self.delivery.run),
+            ("gauges", self._gauges),
+        ):
+            task = asyncio.create_task(work(), name=name)
+            task.add_done_callback(self._watch)
+            self._tasks.append(task)
+        log.info("notifier_started", policy=self.policy.version, people=len(self.directory.people))
+
+    async def stop(self) -> None:
+        """Drain: loops finish and commit their batch, workers their round; then close."""
+        for part in (self.change_loop, self.profile_loop, self.relay, self.escalator):
+            part.stop()
+        self.delivery.stop()
+        for task in self._tasks:
+            if task.get_name() == "gauges":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for close in (self.changes.stop, self.profiles.stop, self.producer.stop, self.http.aclose):
+            with contextlib.suppress(Exception):
+                await close()
+        await self.engine.dispose()
+        log.info("notifier_stopped")
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.failed.done():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("notifier_task_failed", task=task.get_name(), error=repr(error))
+            self.failed.set_result(error)
+
+    async def _gauges(self) -> None:
+        while True:
+            await self.refresh_gauges()
+            await asyncio.sleep(5.0)
+
+    async def refresh_gauges(self) -> None:
+        async with unit_of_work(self.sessions) as session:
+            counts, levels, oldest = await task_gauges(session, self.now())
+        self.metrics.set_tasks(counts, levels, oldest)
+        lags = {
+            tp.partition: max((self.changes.highwater(tp) or 0) - (claim.next_offset or 0), 0)
+            for tp, claim in list(self.change_loop.claims.items())
+        }
+        self.metrics.set_lag(CHANGES, lags)
+
+
+def build(
+    settings: NotifierSettings, *, registry: CollectorRegistry, on_failure: Callable[[], None]
+) -> FastAPI:
+    """Must run inside the event loop that will serve (aiokafka binds to it)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        notifier = Notifier(settings, registry=registry)
+        app.state.backend = Backend(notifier.sessions, notifier.directory, notifier.now)
+        app.state.consumer = notifier.changes
+        await notifier.start()
+        notifier.failed.add_done_callback(lambda _: on_failure())
+        try:
+            yield
+        finally:
+            await notifier.stop()
+
+    async def assigned() -> str | None:
+        consumer: AIOKafkaConsumer | None = getattr(app.state, "consumer", None)
+        if consumer is None:
+            return "not started"
+        return None if consumer.assignment() else "no partitions assigned yet"
+
+    app = create_app(registry=registry, checks={"consumer": assigned}, lifespan=lifespan)
     return app
 
 
 def main() -> None:
     settings = NotifierSettings()
     configure_logging(settings.log_level, "notifier")
-    uvicorn.run(build(), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    server: uvicorn.Server | None = None
+    failures: list[str] = []
+
+    def on_failure() -> None:
+        failures.append("a notifier task failed")
+        if server is not None:
+            server.should_exit = True
+
+    def factory() -> FastAPI:
+        return build(settings, registry=CollectorRegistry(), on_failure=on_failure)
+
+    config = uvicorn.Config(
+        factory,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures or not server.started:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

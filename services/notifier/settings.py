@@ -1,7 +1,13 @@
-"""Settings of the notifier service (environment, `TIERSTREAM_` prefix), built once in main."""
+"""Settings of the notifier service (environment, `TIERSTREAM_NOTIFIER_` prefix; the
+infrastructure settings shared by every service under `TIERSTREAM_`), built once in main."""
 
-from pydantic import AliasChoices, Field
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.config import shared
+from services.notifier.policy import DEFAULT_POLICY
 
 
 class NotifierSettings(BaseSettings):
@@ -9,8 +15,36 @@ class NotifierSettings(BaseSettings):
         env_prefix="TIERSTREAM_NOTIFIER_", frozen=True, extra="forbid", populate_by_name=True
     )
 
-    log_level: str = Field(
-        "INFO", validation_alias=AliasChoices("log_level", "TIERSTREAM_LOG_LEVEL")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=shared("KAFKA_BOOTSTRAP_SERVERS")
     )
+    database_url: str = Field(
+        "postgresql+asyncpg://tierstream@127.0.0.1:5432/tierstream",
+        validation_alias=shared("DATABASE_URL"),
+    )
+    topic_prefix: str = Field("", validation_alias=shared("TOPIC_PREFIX"))
+    log_level: str = Field("INFO", validation_alias=shared("LOG_LEVEL"))
+
     host: str = "127.0.0.1"
     port: int = 8083
+    group_id: str = "tierstream-notifier"
+    directory_file: Path = Field(description="people, managers, teams, channels, token hashes")
+    policy_file: Path = Field(DEFAULT_POLICY, description="which changes make which tasks")
+    default_team: str = Field(
+        description="queue for customers whose owner and team the directory does not know"
+    )
+    public_url: str = Field("http://127.0.0.1:8083", description="base of the task links in alerts")
+    escalate_every_seconds: float = Field(1.0, gt=0, description="how often timers are checked")
+    delivery_attempts: int = Field(8, ge=1, description="a delivery fails after this many")
+    delivery_backoff_seconds: float = Field(5.0, gt=0, description="first retry delay")
+    delivery_backoff_cap_seconds: float = Field(3600.0, gt=0)
+    delivery_timeout_seconds: float = Field(10.0, gt=0, description="per attempt")
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "tierstream@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    max_poll_records: int = Field(500, ge=1)
+    session_timeout_seconds: float = Field(30.0, ge=6)
+    startup_timeout_seconds: float = Field(60.0, gt=0)

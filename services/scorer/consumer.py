@@ -21,15 +21,15 @@ from typing import Literal, Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.v1.deadletter import DeadLetterV1, Reason
+from schemas.v1.deadletter import Reason
 from services.db.outbox import Outbox
 from services.kafka_io.consumer import Batch
+from services.kafka_io.dead_letters import dead_letter
 from services.kafka_io.record import Record
 from services.scorer.control_repository import ControlRepository, PartitionState
 from services.scorer.decoding import Incoming, Poison, decode
 from services.scorer.facts import local_day
 from services.scorer.metrics import ScorerMetrics, Tally
-from services.scorer.publisher import dead_letter
 from services.scorer.repository import ScorerRepository
 from services.scorer.rulebook import Rulebook
 from services.scorer.scoring import ClockReason, EventCause
@@ -68,16 +68,7 @@ class _Sorted:
     reasons: list[str] = field(default_factory=list)
 
     def reject(self, record: Raw, reason: Reason, error: str, wall: datetime) -> None:
-        why = DeadLetterV1(
-            reason=reason,
-            error=error[:2000],
-            service="scorer",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            failed_at=wall,
-        )
-        self.letters.append(dead_letter(record.key, record.value, list(record.headers), why))
+        self.letters.append(dead_letter(record, reason, error, "scorer", wall))
         self.reasons.append(reason)
         log.warning("dead_letter", partition=record.partition, offset=record.offset, reason=reason)
 

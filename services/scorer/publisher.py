@@ -1,7 +1,6 @@
 """What the scorer puts in the outbox: tier changes, latest tiers and dead letters, as
 CloudEvents Kafka binary-mode records (SPEC §5), keyed by customer id."""
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -10,7 +9,6 @@ import orjson
 
 from schemas.v1 import tiers as contract
 from schemas.v1.binding import CONTENT_TYPE
-from schemas.v1.deadletter import DeadLetterV1
 from services.kafka_io.record import Record
 from services.scorer.rules import Tier
 from services.scorer.scoring import Change, EventCause, day_start, direction
@@ -101,13 +99,6 @@ def _tier(tier: Tier) -> dict[str, object]:
 
 def _money(minor: int) -> str:
     return str(Decimal(minor) / 100)
-
-
-def dead_letter(
-    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]], why: DeadLetterV1
-) -> Record:
-    """The original record unchanged, with the reason added as `dlq_*` headers."""
-    return Record(key or b"", value or b"", [*headers, *why.to_headers()])
 
 
 def _headers(kind: str, event_id: str, subject: str, time: datetime) -> list[tuple[str, bytes]]:

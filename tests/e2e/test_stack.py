@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from devstack.kafka import run_isolated
-from tests.events import transaction
+from tests.events import customer, transaction
 from tests.kafka_reader import read_all
 from tests.processes import wait_for
 from tests.stack import free_port, scratch_dir
@@ -100,6 +100,40 @@ def test_everything_answers_and_an_event_reaches_kafka(
         read_all(f"127.0.0.1:{ports['kafka']}", "tierstream.tier-changes.v1", expected=1)
     )
     assert change.headers["ce_id"].decode() == answer["change_id"]
+
+
+def test_a_new_high_value_customer_becomes_a_task_for_its_owner(
+    stack_up: tuple[subprocess.Popen[bytes], Path, dict[str, int]],
+) -> None:
+    """ingest -> scorer -> notifier: the owner (from a profile event) sees a welcome task."""
+    _, state, ports = stack_up
+    key = (state / "ingest-api-key").read_text().strip()
+    tokens = orjson.loads((state / "notifier-tokens.json").read_text())
+    profile = customer("C-e2e-vip")
+    profile["data"]["owner_id"] = "liu.yang"
+    big = transaction(customer="C-e2e-vip", amount="50000.00", event_id="e2e-vip-1")
+    response = httpx.post(
+        f"http://127.0.0.1:{ports['ingest']}/v1/events:batch",
+        content=orjson.dumps([profile, big]),
+        headers={
+            "authorization": f"Bearer {key}",
+            "content-type": "application/cloudevents-batch+json",
+        },
+    )
+    assert response.status_code == 202, response.text
+    notifier = f"http://127.0.0.1:{ports['notifier']}"
+    owner = {"authorization": f"Bearer {tokens['liu.yang']}"}
+
+    def welcome() -> list[dict[str, object]]:
+        found = httpx.get(f"{notifier}/v1/tasks?customer_id=C-e2e-vip", headers=owner).json()
+        return [t for t in found["tasks"] if t["assignee"] == "liu.yang"]
+
+    wait_for(lambda: bool(welcome()), 60, "no task reached the owner")
+    [task] = welcome()
+    assert (task["rule"], task["priority"]) == ("high_value_welcome", "high")
+    stranger = {"authorization": f"Bearer {tokens['sun.li']}"}
+    assert httpx.get(f"{notifier}/v1/tasks/{task['id']}", headers=stranger).status_code == 404
+    assert httpx.get(f"{notifier}/readyz").status_code == 200
 
 
 def test_a_chunked_oversize_body_is_cut_off_with_413(

@@ -1,0 +1,101 @@
+"""The escalation worker: durable timers in PostgreSQL (`tasks.next_escalation_at`).
+
+Each round, in one transaction: lock the due tasks (`FOR UPDATE SKIP LOCKED`, so several
+notifier instances split them and never take the same one), compute each step (pure,
+services/notifier/escalation.py), record it (unique on task and level: a step is never
+recorded twice), set the next timer and enqueue the step's alerts. A restart loses nothing:
+the timer is a row. An acknowledgement clears the timer; one that races a step waits for the
+step's transaction (the row lock) and then wins.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.v1.tiers import TierChangedV1
+from services.db.unit_of_work import unit_of_work
+from services.notifier.directory import Directory
+from services.notifier.escalation import next_step
+from services.notifier.messages import TaskFacts
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.repository import NotifierRepository
+from services.notifier.routing import deliveries
+
+log = structlog.get_logger()
+
+
+class Escalator:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        directory: Directory,
+        *,
+        task_link: str,
+        metrics: NotifierMetrics,
+        now: Callable[[], datetime],
+        every_s: float = 1.0,
+        batch: int = 100,
+        escalated: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._task_link = task_link
+        self._metrics = metrics
+        self._now = now
+        self._every_s = every_s
+        self._batch = batch
+        self._escalated = escalated
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            if await self.tick() < self._batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._every_s)
+
+    async def tick(self) -> int:
+        now = self._now()
+        levels: list[int] = []
+        async with unit_of_work(self._sessions) as session:
+            repository = NotifierRepository(session)
+            due = await repository.due_escalations(now, self._batch)
+            for task in due:
+                step = next_step(task, self._directory.chain(task.assignee), now)
+                if not await repository.record_step(step, now):
+                    continue
+                assert step.to is not None  # noqa: S101 - record_step is False without one
+                facts = await repository.alert_facts(step.task_id)
+                await repository.add_deliveries(
+                    deliveries(
+                        self._directory,
+                        [step.to],
+                        "escalation",
+                        TaskFacts(
+                            step.task_id,
+                            facts.title_zh,
+                            facts.title_en,
+                            facts.priority,
+                            facts.assignee,
+                            facts.customer_id,
+                            facts.customer_name,
+                        ),
+                        TierChangedV1.model_validate(facts.change),
+                        link=self._task_link.format(id=step.task_id),
+                        level=step.level,
+                    ),
+                    now,
+                )
+                levels.append(step.level)
+                log.info("task_escalated", task_id=step.task_id, level=step.level, to=step.to)
+        for level in levels:  # committed: count them
+            self._metrics.escalated(level)
+        if levels:
+            self._escalated()
+        return len(due)
