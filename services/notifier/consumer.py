@@ -30,6 +30,7 @@ from services.kafka_io.dead_letters import dead_letter
 from services.kafka_io.record import Record
 from services.notifier.directory import Directory
 from services.notifier.messages import Purpose, TaskFacts
+from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import NewTask, Policy, decide
 from services.notifier.repository import NotifierRepository
 from services.notifier.routing import (
@@ -93,7 +94,10 @@ class ChangeHandler:
         task_link: str,
         dead_letters: str,
         now: Callable[[], datetime],
+        metrics: NotifierMetrics,
     ) -> None:
+        self._metrics = metrics
+        self._letters = 0  # of the batch in hand; counted once it committed
         self._policy = policy
         self._directory = directory
         self._default_team = default_team
@@ -104,6 +108,7 @@ class ChangeHandler:
     async def __call__(self, session: AsyncSession, batch: Batch) -> None:
         repository = NotifierRepository(session)
         now = self._now()
+        self._letters = 0
         letters: list[Record] = []
         for records in batch.values():
             for record in records:
@@ -116,6 +121,13 @@ class ChangeHandler:
                     continue
                 await self._apply(repository, change, now)
         await Outbox(session).add(self._dead_letters, letters)
+        self._letters = len(letters)
+
+    def committed(self) -> None:
+        """Called by the loop once the batch's transaction committed."""
+        if self._letters:
+            self._metrics.dead_lettered(self._letters)
+        self._letters = 0
 
     async def _apply(self, repo: NotifierRepository, change: TierChangedV1, now: datetime) -> None:
         customer = change.customer_id

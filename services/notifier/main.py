@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import structlog
-import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -44,6 +42,7 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.retries import Backoff
 from services.notifier.settings import NotifierSettings
 from services.notifier.task_repository import task_gauges
+from services.web.serve import serve
 
 log = structlog.get_logger()
 CHANGES, PROFILES = "notifier", "notifier-profiles"
@@ -90,14 +89,16 @@ class Notifier:
         handler = ChangeHandler(
             policy=self.policy, directory=self.directory, default_team=settings.default_team,
             task_link=link, dead_letters=prefix + topics.DEAD_LETTERS, now=now,
+            metrics=self.metrics,
         )  # fmt: skip
+        self.handler = handler
         self.topics = {
             CHANGES: prefix + topics.TIER_CHANGES,
             PROFILES: prefix + topics.CUSTOMER_EVENTS,
         }
-        self.changes, self.change_loop = self._loop(CHANGES, handler)
+        self.changes, self.change_loop = self._loop(CHANGES, handler, self._changes_committed)
         self.profiles, self.profile_loop = self._loop(
-            PROFILES, ProfileHandler(self.directory, settings.default_team)
+            PROFILES, ProfileHandler(self.directory, settings.default_team), lambda: None
         )
         self.relay = Relay(self.producer, self.sessions)
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,7 +120,9 @@ class Notifier:
             s.delivery_backoff_seconds, s.delivery_backoff_cap_seconds, s.delivery_attempts
         )
 
-    def _loop(self, name: str, handler: Any) -> tuple[AIOKafkaConsumer, PartitionedLoop]:
+    def _loop(
+        self, name: str, handler: Any, committed: Callable[[], None]
+    ) -> tuple[AIOKafkaConsumer, PartitionedLoop]:
         s = self.settings
         group = s.group_id if name == CHANGES else f"{s.group_id}-profiles"
         consumer = safe_consumer(
@@ -132,11 +135,12 @@ class Notifier:
         loop = PartitionedLoop(
             consumer, topic=self.topics[name], name=name, make_session=self.sessions,
             handler=handler,
-            committed=self._committed,
+            committed=committed,
         )  # fmt: skip
         return consumer, loop
 
-    def _committed(self) -> None:
+    def _changes_committed(self) -> None:
+        self.handler.committed()
         self.delivery.wake()
         self.relay.wake()
 
@@ -230,30 +234,12 @@ def build(
 def main() -> None:
     settings = NotifierSettings()
     configure_logging(settings.log_level, "notifier")
-    server: uvicorn.Server | None = None
-    failures: list[str] = []
-
-    def on_failure() -> None:
-        failures.append("a notifier task failed")
-        if server is not None:
-            server.should_exit = True
-
-    def factory() -> FastAPI:
-        return build(settings, registry=CollectorRegistry(), on_failure=on_failure)
-
-    config = uvicorn.Config(
-        factory,
-        factory=True,
+    serve(
+        lambda on_failure: build(settings, registry=CollectorRegistry(), on_failure=on_failure),
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        name="notifier",
     )
-    server = uvicorn.Server(config)
-    server.run()
-    if failures or not server.started:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.kafka_io.metrics import LoopMetrics
 
-class NotifierMetrics:
+
+class NotifierMetrics(LoopMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.tasks = Gauge(
             "tierstream_tasks",
             "Tasks by priority and status",
@@ -44,18 +47,6 @@ class NotifierMetrics:
             "Age of the oldest open, unacknowledged urgent task (0: none)",
             registry=registry,
         )
-        self.dead_letters = Counter(
-            "tierstream_dead_letters",
-            "Records sent to the dead-letter topic, by service and reason",
-            ["service", "reason"],
-            registry=registry,
-        )
-        self.consumer_lag = Gauge(
-            "tierstream_consumer_lag_records",
-            "Records on the partition not yet processed, per consumer and partition",
-            ["consumer", "partition"],
-            registry=registry,
-        )
 
     def escalated(self, level: int) -> None:
         self.escalations.labels(str(level)).inc()
@@ -79,6 +70,5 @@ class NotifierMetrics:
             self.escalations_recorded.labels(str(level)).set(count)
         self.oldest_urgent.set(oldest_urgent_s)
 
-    def set_lag(self, consumer: str, lags: Mapping[int, int]) -> None:
-        for partition, lag in lags.items():
-            self.consumer_lag.labels(consumer, str(partition)).set(lag)
+    def dead_lettered(self, count: int) -> None:
+        self.dead_letters.labels("notifier", "invalid_event").inc(count)

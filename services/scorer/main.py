@@ -12,14 +12,12 @@ import asyncio
 import contextlib
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -40,6 +38,7 @@ from services.scorer.rfm import Windows
 from services.scorer.rulebook import Rulebook
 from services.scorer.settings import ScorerSettings
 from services.scorer.workset import OutTopics, Scoring
+from services.web.serve import serve
 
 log = structlog.get_logger()
 CONSUMER = "scorer"
@@ -227,30 +226,12 @@ def build(
 def main() -> None:
     settings = ScorerSettings()
     configure_logging(settings.log_level, "scorer")
-    server: uvicorn.Server | None = None
-    failures: list[str] = []
-
-    def on_failure() -> None:
-        failures.append("a scorer task failed")
-        if server is not None:
-            server.should_exit = True
-
-    def factory() -> FastAPI:
-        return build(settings, registry=CollectorRegistry(), on_failure=on_failure)
-
-    config = uvicorn.Config(
-        factory,
-        factory=True,
+    serve(
+        lambda on_failure: build(settings, registry=CollectorRegistry(), on_failure=on_failure),
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        name="scorer",
     )
-    server = uvicorn.Server(config)
-    server.run()
-    if failures or not server.started:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

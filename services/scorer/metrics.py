@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.kafka_io.metrics import LoopMetrics
+
 
 class _Changed(Protocol):
     @property
@@ -54,18 +56,13 @@ class Tally:
             self.transitions[(before, change.after.tier.id)] += 1
 
 
-class ScorerMetrics:
+class ScorerMetrics(LoopMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.events = Counter(
             "tierstream_scorer_events",
             "Records consumed, by outcome (applied, duplicate, dead_letter)",
             ["outcome"],
-            registry=registry,
-        )
-        self.dead_letters = Counter(
-            "tierstream_dead_letters",
-            "Records sent to the dead-letter topic, by service and reason",
-            ["service", "reason"],
             registry=registry,
         )
         self.processing = Histogram(
@@ -78,12 +75,6 @@ class ScorerMetrics:
             "tierstream_scorer_event_time_lag_seconds",
             "Wall clock minus the latest event time processed, per partition",
             ["partition"],
-            registry=registry,
-        )
-        self.consumer_lag = Gauge(
-            "tierstream_consumer_lag_records",
-            "Records on the partition not yet processed, per consumer and partition",
-            ["consumer", "partition"],
             registry=registry,
         )
         self.transitions = Counter(
@@ -116,7 +107,3 @@ class ScorerMetrics:
         self.customers.clear()
         for tier, count in counts.items():
             self.customers.labels(tier).set(count)
-
-    def set_lag(self, consumer: str, lags: Mapping[int, int]) -> None:
-        for partition, lag in lags.items():
-            self.consumer_lag.labels(consumer, str(partition)).set(lag)

@@ -295,6 +295,10 @@ async def test_a_bad_change_record_goes_to_the_dead_letter_topic_and_the_rest_go
         await caught_up(notifier)
         tasks = await rows(notifier, "SELECT change_id FROM tasks")
         letters = await read_all(kafka_bootstrap, topic_prefix + DEAD_LETTERS, 1)
+        metrics = generate_latest(notifier.registry).decode()
+    assert 'tierstream_dead_letters_total{reason="invalid_event",service="notifier"} 1.0' in (
+        metrics
+    )
     assert tasks == [{"change_id": good.change_id}]
     (letter,) = letters
     why = DeadLetterV1.from_headers(list(letter.headers.items()))
