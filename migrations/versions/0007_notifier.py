@@ -34,6 +34,7 @@ def upgrade() -> None:
             seen_at     timestamptz NOT NULL DEFAULT now()
         )
     """)
+    op.execute("CREATE INDEX notifier_changes_by_age ON notifier_changes (seen_at)")
     op.execute("""
         CREATE TABLE tasks (
             id                 uuid        PRIMARY KEY DEFAULT gen_random_uuid(),

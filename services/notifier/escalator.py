@@ -3,7 +3,8 @@
 Each round, in one transaction: lock the due tasks (`FOR UPDATE SKIP LOCKED`, so several
 notifier instances split them and never take the same one), compute each step (pure,
 services/notifier/escalation.py), record it (unique on task and level: a step is never
-recorded twice), set the next timer and enqueue the step's alerts. A restart loses nothing:
+recorded twice), set the next timer and enqueue the step's alerts. The same round forgets
+tier changes seen longer ago than the dedupe retention, in bounded steps. A restart loses nothing:
 the timer is a row. An acknowledgement clears the timer; one that races a step waits for the
 step's transaction (the row lock) and then wins.
 """
@@ -26,6 +27,7 @@ from services.notifier.repository import NotifierRepository
 from services.notifier.routing import deliveries
 
 log = structlog.get_logger()
+FORGET_BATCH = 1000  # tier changes seen, forgotten per round after the retention
 
 
 class Escalator:
@@ -40,7 +42,9 @@ class Escalator:
         every_s: float = 1.0,
         batch: int = 100,
         escalated: Callable[[], None] = lambda: None,
+        retention_days: int = 30,
     ) -> None:
+        self._retention_days = retention_days
         self._sessions = sessions
         self._directory = directory
         self._task_link = task_link
@@ -65,6 +69,7 @@ class Escalator:
         levels: list[int] = []
         async with unit_of_work(self._sessions) as session:
             repository = NotifierRepository(session)
+            await repository.forget_changes(self._retention_days, FORGET_BATCH)
             due = await repository.due_escalations(now, self._batch)
             for task in due:
                 step = next_step(task, self._directory.chain(task.assignee), now)

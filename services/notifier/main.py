@@ -84,6 +84,7 @@ class Notifier:
         self.escalator = Escalator(
             self.sessions, self.directory, task_link=link, metrics=self.metrics, now=now,
             every_s=settings.escalate_every_seconds, escalated=self.delivery.wake,
+            retention_days=settings.dedupe_retention_days,
         )  # fmt: skip
         prefix = settings.topic_prefix
         handler = ChangeHandler(

@@ -33,6 +33,11 @@ _SEEN = text("""
     INSERT INTO notifier_changes (change_id, customer_id) VALUES (:change_id, :customer)
     ON CONFLICT (change_id) DO NOTHING RETURNING change_id
 """)
+_FORGET = text("""
+    DELETE FROM notifier_changes WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM notifier_changes
+        WHERE seen_at < clock_timestamp() - make_interval(days => :days) LIMIT :limit))
+""")
 _OPEN = text("""
     SELECT id, rule, open_while FROM tasks
     WHERE customer_id = :customer AND status IN ('open', 'acknowledged')
@@ -111,6 +116,12 @@ class NotifierRepository:
             _SEEN, {"change_id": change_id, "customer": customer_id}
         )
         return result.first() is not None
+
+    async def forget_changes(self, days: int, limit: int) -> int:
+        """Changes seen longer ago than the retention are forgotten, a bounded step at a time
+        (a redelivery older than that would make its tasks again)."""
+        result = await self._session.execute(_FORGET, {"days": days, "limit": limit})
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def open_tasks(self, customer_id: str) -> list[OpenTask]:
         rows = await self._session.execute(_OPEN, {"customer": customer_id})

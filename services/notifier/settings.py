@@ -34,6 +34,9 @@ class NotifierSettings(BaseSettings):
         description="queue for customers whose owner and team the directory does not know"
     )
     public_url: str = Field("http://127.0.0.1:8083", description="base of the task links in alerts")
+    dedupe_retention_days: int = Field(
+        30, ge=1, description="tier changes seen are remembered (deduped) this long"
+    )
     escalate_every_seconds: float = Field(1.0, gt=0, description="how often timers are checked")
     delivery_attempts: int = Field(8, ge=1, description="a delivery fails after this many")
     delivery_backoff_seconds: float = Field(5.0, gt=0, description="first retry delay")

@@ -389,3 +389,22 @@ async def test_a_robot_gets_at_most_its_rate_per_minute_and_the_rest_waits(
 async def _delivered(notifier: Any, count: int) -> bool:
     done = await rows(notifier, "SELECT id FROM deliveries WHERE status = 'delivered'")
     return len(done) >= count
+
+
+async def test_changes_seen_are_forgotten_after_the_retention(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = settings(
+        kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path), dedupe_retention_days=30
+    )
+    async with running_notifier(config) as notifier:
+        await rows(
+            notifier,
+            "INSERT INTO notifier_changes (change_id, customer_id, seen_at) VALUES "
+            "('old', 'C', now() - interval '31 days'), ('recent', 'C', now() - interval '29 days')"
+            " RETURNING change_id",
+        )
+        await notifier.escalator.tick()
+        kept = await rows(notifier, "SELECT change_id FROM notifier_changes")
+    assert kept == [{"change_id": "recent"}]
