@@ -45,11 +45,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Kafka runs from its Maven Central jars: it needs a JRE 17+ and Maven.
+# Kafka runs from its Maven Central jars: it needs a JRE 17+ and Maven. Prometheus (and
+# promtool, for the alert rules' tests) comes from Debian's package.
 prereqs:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing Java 17 and Maven (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; }
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Prometheus (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 constraints: install
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

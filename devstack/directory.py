@@ -21,9 +21,15 @@ PEOPLE = (
 )
 
 
-def demo_directory(path: Path) -> dict[str, str]:
-    """Writes the directory; returns person id -> token (and "admin" -> the admin's)."""
-    tokens = {person[0]: "tst_" + secrets.token_urlsafe(24) for person in PEOPLE}
+OWNERS = tuple(p[0] for p in PEOPLE if p[2] == "account_owner")
+
+
+def demo_directory(path: Path, sink: str, tokens: dict[str, str] | None) -> dict[str, str]:
+    """Writes the directory (every person's alerts go to the local sink as a signed webhook);
+    returns person id -> token (and "admin" -> the admin's), new ones unless given."""
+    if tokens is None or not all(p[0] in tokens for p in PEOPLE):
+        tokens = {person[0]: "tst_" + secrets.token_urlsafe(24) for person in PEOPLE}
+        tokens["admin"] = tokens["zhang.wei"]
     people = [
         {
             "id": pid,
@@ -32,6 +38,7 @@ def demo_directory(path: Path) -> dict[str, str]:
             "manager": manager,
             "language": language,
             "token_sha256": hash_token(tokens[pid]),
+            "channels": [{"kind": "webhook", "url": f"{sink}/alerts/{pid}", "secret": "demo"}],
         }
         for pid, name, role, manager, language in PEOPLE
     ]
@@ -43,4 +50,4 @@ def demo_directory(path: Path) -> dict[str, str]:
         "# Add contact channels per person (webhook, slack, dingtalk, wecom, email).\n"
         + yaml.safe_dump({"people": people, "teams": teams}, allow_unicode=True, sort_keys=False)
     )
-    return tokens | {"admin": tokens["zhang.wei"]}
+    return tokens

@@ -18,7 +18,7 @@ from types import FrameType
 
 import httpx
 
-from devstack import migrate
+from devstack import migrate, prometheus
 from devstack.directory import demo_directory
 from devstack.kafka import KafkaBroker, run_isolated
 from devstack.postgres import PostgresServer
@@ -56,6 +56,10 @@ class StackConfig:
     database_given: str | None = field(
         default_factory=lambda: os.environ.get("TIERSTREAM_DATABASE_URL")
     )
+    prometheus_port: int = field(
+        default_factory=lambda: _env_int("TIERSTREAM_PROMETHEUS_PORT", 9090)
+    )
+    sink_port: int = field(default_factory=lambda: _env_int("TIERSTREAM_ALERT_SINK_PORT", 8084))
     partitions: int = field(
         default_factory=lambda: _env_int("TIERSTREAM_CUSTOMER_EVENTS_PARTITIONS", 12)
     )
@@ -100,8 +104,14 @@ class Stack:
         )
         migrate.upgrade(self.database_url)
         secret, keys = self._api_key()
+        self._start_sink()
         for name in SERVICES:
             self._start_service(name, keys)
+        say(f"starting Prometheus on 127.0.0.1:{self.config.prometheus_port}")
+        self.services["prometheus"] = prometheus.start(
+            self.config.state, self.config.prometheus_port, self.config.ports
+        )
+        self._record_children()
         return secret
 
     def stop(self) -> None:
@@ -126,7 +136,10 @@ class Stack:
         return next((n for n, p in self.services.items() if p.poll() is not None), None)
 
     def _check_ports_free(self) -> None:
-        wanted = dict(self.config.ports)
+        wanted = dict(self.config.ports) | {
+            "Prometheus": self.config.prometheus_port,
+            "the alert sink": self.config.sink_port,
+        }
         if self.config.kafka_given is None:
             wanted |= {
                 "Kafka": self.config.kafka_port,
@@ -154,17 +167,29 @@ class Stack:
             secret_file.chmod(0o600)
         return secret_file.read_text().strip(), keys_file.read_text()
 
-    def _directory(self) -> tuple[Path, str]:
-        """A local demo directory (people, managers, a default team queue), kept across
-        restarts, gitignored; returns it and the admin's API token. Your own directory:
-        TIERSTREAM_NOTIFIER_DIRECTORY_FILE (and TIERSTREAM_NOTIFIER_DEFAULT_TEAM)."""
+    def _directory(self) -> Path:
+        """A local demo directory (people, managers, a default team queue; every person's
+        alerts go to the local sink), gitignored; tokens are kept across restarts. Your
+        own directory: TIERSTREAM_NOTIFIER_DIRECTORY_FILE (and _DEFAULT_TEAM)."""
         path = self.config.state / "directory.yaml"
         tokens_file = self.config.state / "notifier-tokens.json"
-        if not path.exists() or not tokens_file.exists():
-            tokens = demo_directory(path)
-            tokens_file.write_text(json.dumps(tokens, indent=2))
-            tokens_file.chmod(0o600)
-        return path, json.loads(tokens_file.read_text())["admin"]
+        tokens = json.loads(tokens_file.read_text()) if tokens_file.exists() else None
+        tokens = demo_directory(path, f"http://127.0.0.1:{self.config.sink_port}", tokens)
+        tokens_file.write_text(json.dumps(tokens, indent=2))
+        tokens_file.chmod(0o600)
+        return path
+
+    def _start_sink(self) -> None:
+        log = self.config.state / "logs" / "alert-sink.log"
+        with log.open("ab") as out:
+            self.services["alert-sink"] = subprocess.Popen(
+                [sys.executable, "-m", "devstack.sink", str(self.config.sink_port),
+                 str(self.config.state / "logs" / "alerts.log")],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        wait_healthy(f"http://127.0.0.1:{self.config.sink_port}", self.services["alert-sink"], log)
 
     def _start_service(self, name: str, keys: str) -> None:
         port = self.config.ports[name]
@@ -178,7 +203,7 @@ class Stack:
         if name == "ingest":
             env["TIERSTREAM_INGEST_API_KEYS"] = keys
         if name == "notifier" and "TIERSTREAM_NOTIFIER_DIRECTORY_FILE" not in os.environ:
-            env["TIERSTREAM_NOTIFIER_DIRECTORY_FILE"] = str(self._directory()[0])
+            env["TIERSTREAM_NOTIFIER_DIRECTORY_FILE"] = str(self._directory())
             env["TIERSTREAM_NOTIFIER_DEFAULT_TEAM"] = "unassigned"
         log = self.config.state / "logs" / f"{name}.log"
         with log.open("ab") as out:
@@ -240,6 +265,9 @@ def banner(stack: Stack, secret: str) -> str:
         f"  Postgres  {stack.database_url}",
         f"  API key   {secret}   (also in {stack.config.state / 'ingest-api-key'})",
         f"  tokens    {stack.config.state / 'notifier-tokens.json'}   (task API, per person)",
+        f"  Prometheus http://127.0.0.1:{stack.config.prometheus_port}   (alerts: /alerts)",
+        f"  alerts    {stack.config.state / 'logs' / 'alerts.log'}   (the demo's local sink)",
+        "  demo      `.venv/bin/tierstream demo` posts a realistic stream through ingest",
         f"  logs      {stack.config.state / 'logs'}",
         "Ctrl-C here, or `make down` elsewhere, stops everything.",
         "",

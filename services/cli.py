@@ -158,7 +158,33 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("file", type=Path)
         command.add_argument("--url", help="database URL (default: TIERSTREAM_DATABASE_URL)")
         command.set_defaults(run=run)
+
+    demo = groups.add_parser("demo", help="post a realistic stream through ingest (make up)")
+    demo.add_argument("--url", default="http://127.0.0.1:8081", help="ingest")
+    demo.add_argument("--key", help="ingest API key (default: .tierstream/ingest-api-key)")
+    demo.add_argument("--customers", type=int, default=300)
+    demo.add_argument("--seconds", type=float, default=60.0, help="live traffic after history")
+    demo.add_argument("--rate", type=float, default=50.0, help="live events per second")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(run=_demo)
     return root
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from devstack import demo  # noqa: PLC0415 - only for this command
+
+    key = args.key or os.environ.get("TIERSTREAM_DEMO_API_KEY")
+    if key is None:
+        state = Path(os.environ.get("TIERSTREAM_STATE_DIR", ".tierstream"))
+        key_file = state / "ingest-api-key"
+        if not key_file.exists():
+            print(f"no API key: pass --key, or run `make up` first ({key_file})", file=sys.stderr)
+            return 2
+        key = key_file.read_text().strip()
+    return demo.run(
+        args.url, key, customers_count=args.customers, seconds=args.seconds, rate=args.rate,
+        seed=args.seed,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

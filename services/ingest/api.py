@@ -33,6 +33,7 @@ from services.web import problems
 from services.web.body import media_type, read_bounded
 from services.web.health import health_router
 from services.web.problems import Problem, ProblemItem
+from services.web.responses import count_responses
 
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -188,6 +189,7 @@ def create_app(
         description="Accepts CloudEvents from upstream systems (SPEC §2, §3).",
     )
     problems.install(app)
+    count_responses(app, registry, "ingest")
     ingest = Ingest(settings, publisher, IngestMetrics(registry), now)
     errors = problems.responses(400, 401, 403, 413, 415, 422, 503)
 

@@ -27,6 +27,7 @@ from services.notifier.task_repository import Page, TaskRepository, ping
 from services.web import problems
 from services.web.health import Check, health_router
 from services.web.problems import Problem
+from services.web.responses import count_responses
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 TaskStatus = Literal["open", "acknowledged", "completed", "cancelled"]
@@ -115,6 +116,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="tierstream notifier", version="1.0.0", lifespan=lifespan)
     problems.install(app)
+    count_responses(app, registry, "notifier")
     app.include_router(health_router(registry, {"database": _database(app), **checks}))
     Auth = Annotated[str | None, Header(alias="Authorization", include_in_schema=False)]
 

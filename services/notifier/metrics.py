@@ -48,6 +48,13 @@ class NotifierMetrics(LoopMetrics):
             registry=registry,
         )
 
+        for level in range(1, 4):  # so the series exist (at 0) before the first step
+            self.escalations.labels(str(level))
+        for channel in ("webhook", "slack", "dingtalk", "wecom", "email"):
+            for outcome in ("delivered", "retrying", "failed"):
+                self.deliveries.labels(channel, outcome)
+        self.dead_letters.labels("notifier", "invalid_event")
+
     def escalated(self, level: int) -> None:
         self.escalations.labels(str(level)).inc()
 

@@ -21,6 +21,7 @@ from services.scorer.queries import (
 from services.web import problems
 from services.web.health import health_router
 from services.web.problems import Problem
+from services.web.responses import count_responses
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -29,6 +30,7 @@ def create_app(*, registry: CollectorRegistry, lifespan: Lifespan | None = None)
     """The queries and the consumer are put on `app.state` by the lifespan (main wires them)."""
     app = FastAPI(title="tierstream scorer", version="1.0.0", lifespan=lifespan)
     problems.install(app)
+    count_responses(app, registry, "scorer")
     app.include_router(
         health_router(registry, {"database": _database(app), "consumer": _assigned(app)})
     )

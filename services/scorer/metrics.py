@@ -7,10 +7,11 @@ from collections import Counter as Counts
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.v1.deadletter import Reason
 from services.kafka_io.metrics import LoopMetrics
 
 
@@ -89,6 +90,11 @@ class ScorerMetrics(LoopMetrics):
             ["tier"],
             registry=registry,
         )
+
+        for outcome in ("applied", "duplicate", "dead_letter"):  # series exist from the start
+            self.events.labels(outcome)
+        for reason in get_args(Reason):
+            self.dead_letters.labels("scorer", reason)
 
     def record(self, tally: Tally) -> None:
         self.events.labels("applied").inc(tally.applied)

@@ -1,6 +1,7 @@
 """`make up` as a user runs it: everything starts, an event goes in, Ctrl-C stops it all."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def stack_up() -> Iterator[tuple[subprocess.Popen[bytes], Path, dict[str, int]]]
         "ingest": free_port(),
         "scorer": free_port(),
         "notifier": free_port(),
+        "prometheus": free_port(),
+        "sink": free_port(),
     }
     env = {
         **os.environ,
@@ -40,6 +43,8 @@ def stack_up() -> Iterator[tuple[subprocess.Popen[bytes], Path, dict[str, int]]]
         "TIERSTREAM_INGEST_PORT": str(ports["ingest"]),
         "TIERSTREAM_SCORER_PORT": str(ports["scorer"]),
         "TIERSTREAM_NOTIFIER_PORT": str(ports["notifier"]),
+        "TIERSTREAM_PROMETHEUS_PORT": str(ports["prometheus"]),
+        "TIERSTREAM_ALERT_SINK_PORT": str(ports["sink"]),
         "TIERSTREAM_CUSTOMER_EVENTS_PARTITIONS": "3",
     }
     for name in ("TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS", "TIERSTREAM_DATABASE_URL"):
@@ -136,6 +141,60 @@ def test_a_new_high_value_customer_becomes_a_task_for_its_owner(
     assert httpx.get(f"{notifier}/readyz").status_code == 200
 
 
+def test_the_demo_moves_every_dashboard_panel_in_the_real_prometheus(
+    stack_up: tuple[subprocess.Popen[bytes], Path, dict[str, int]],
+) -> None:
+    """`tierstream demo` through the stack; then every panel's PromQL answers with data from
+    the Prometheus `make up` runs, and the alerts reached the local sink."""
+    _, state, ports = stack_up
+    demo = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--url",
+         f"http://127.0.0.1:{ports['ingest']}", "--customers", "80", "--seconds", "12",
+         "--rate", "40"],
+        env={**os.environ, "TIERSTREAM_STATE_DIR": str(state)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert re.search(r"[1-9]\d* malformed ones rejected", demo.stdout), demo.stdout
+    prometheus = f"http://127.0.0.1:{ports['prometheus']}"
+    dashboard = orjson.loads(
+        (Path(__file__).parents[2] / "deploy/grafana/dashboards/tierstream.json").read_bytes()
+    )
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+    def empty() -> list[str]:
+        answers = {
+            expr: httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}).json()
+            for expr in exprs
+        }
+        return [
+            e for e, a in answers.items() if a["status"] != "success" or not a["data"]["result"]
+        ]
+
+    missing: list[str] = []
+
+    def all_answer() -> bool:
+        missing[:] = empty()
+        return not missing
+
+    try:
+        wait_for(all_answer, 120, "panels without data")
+    except TimeoutError as error:
+        raise AssertionError(f"panels without data: {missing}") from error
+    targets = httpx.get(f"{prometheus}/api/v1/targets").json()["data"]["activeTargets"]
+    assert {t["labels"]["job"]: t["health"] for t in targets} == {
+        "ingest": "up", "scorer": "up", "notifier": "up",
+    }  # fmt: skip
+    rules = httpx.get(f"{prometheus}/api/v1/rules").json()["data"]["groups"]
+    assert len(rules[0]["rules"]) == 6
+    assert (state / "logs" / "alerts.log").read_text().strip()  # alerts really delivered
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(state / "prometheus" / "prometheus.yml")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_a_chunked_oversize_body_is_cut_off_with_413(
     stack_up: tuple[subprocess.Popen[bytes], Path, dict[str, int]],
 ) -> None:
@@ -166,7 +225,7 @@ def test_ctrl_c_stops_everything_cleanly(
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 0
     output = (state / "up.log").read_text()
-    for part in ("ingest", "scorer", "notifier", "Kafka", "PostgreSQL"):
+    for part in ("ingest", "scorer", "notifier", "prometheus", "alert-sink", "Kafka", "PostgreSQL"):
         assert f"stopped {part}" in output
     assert not (state / "up.pid").exists()
     for port in ports.values():

@@ -44,7 +44,9 @@ def _modules(command: list[str]) -> list[str]:
 
 def test_compose_runs_every_service_with_health_gates() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"kafka", "postgres", "setup", "ingest", "scorer", "notifier"}
+    assert set(services) == {
+        "kafka", "postgres", "setup", "ingest", "scorer", "notifier", "prometheus", "grafana",
+    }  # fmt: skip
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     for name in ("kafka", "postgres"):
