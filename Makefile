@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: up down test lint unit bench install prereqs schemas constraints clean
+.PHONY: up down test lint unit bench chaos install prereqs schemas constraints clean
 
 up: install
 	$(PY) -m devstack up
@@ -29,6 +29,11 @@ unit: install
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench
+
+# The fault suite at full size (make test runs it at scale 1: 20,000 events, 5 faults);
+# the figures go to bench/results/chaos.json.
+chaos: install
+	TIERSTREAM_CHAOS_SCALE=$${TIERSTREAM_CHAOS_SCALE:-5} $(PY) -m pytest tests/e2e/test_chaos.py -s -p no:randomly
 
 schemas: install
 	$(PY) -m schemas.generate
