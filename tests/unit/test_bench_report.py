@@ -1,0 +1,20 @@
+"""`make bench` writes one table: every figure with its baseline and ratio."""
+
+from bench.__main__ import ingest_figures, table
+from bench.ingest import Figures
+from bench.scorer import Figure
+
+
+def test_one_table_with_baselines_and_ratios() -> None:
+    ingest = ingest_figures(
+        {
+            "raw": Figures("raw aiokafka producer", 100_000, 1.0),
+            "batched_1w": Figures("POST /v1/events:batch, 1 worker", 60_000, 1.0),
+        }
+    )
+    scored = Figure("scorer events", 6_000.0, "events/s", "raw consumption", 0.03, ">= 30,000")
+    lines = table([*ingest, scored]).splitlines()
+    assert lines[0] == "| benchmark | figure | baseline | ratio | target |"
+    assert "| 100,000.0 events/s |  |  |" in lines[2]  # the baseline itself
+    assert "60,000.0 events/s | raw aiokafka producer, batch API | 60% |" in lines[3]
+    assert lines[4].endswith("| 6,000.0 events/s | raw consumption | 3% | >= 30,000 |")
