@@ -33,7 +33,7 @@ bench: install
 # The fault suite at full size (make test runs it at scale 1: 20,000 events, 5 faults);
 # the figures go to bench/results/chaos.json.
 chaos: install
-	TIERSTREAM_CHAOS_SCALE=$${TIERSTREAM_CHAOS_SCALE:-5} $(PY) -m pytest tests/e2e/test_chaos.py -s -p no:randomly
+	TIERSTREAM_CHAOS_SCALE=$${TIERSTREAM_CHAOS_SCALE:-5} $(PY) -m pytest tests/e2e/test_chaos.py -s -p no:randomly --timeout=3600
 
 schemas: install
 	$(PY) -m schemas.generate

@@ -12,7 +12,9 @@ batch in one transaction with its offsets.
   dead-letter topic through the outbox.
 """
 
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -31,8 +33,8 @@ from services.kafka_io.record import Record
 from services.notifier.directory import Directory
 from services.notifier.messages import Purpose, TaskFacts
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.policy import NewTask, Policy, decide
-from services.notifier.repository import NotifierRepository
+from services.notifier.policy import Cancellation, NewTask, OpenTask, Policy, decide
+from services.notifier.repository import NotifierRepository, PlannedTask
 from services.notifier.routing import (
     NewDelivery,
     Profile,
@@ -106,9 +108,46 @@ class ChangeHandler:
         self._now = now
 
     async def __call__(self, session: AsyncSession, batch: Batch) -> None:
-        repository = NotifierRepository(session)
+        """A fixed number of statements per batch: dedupe, profiles, open tasks, then the
+        policy change by change in memory, then tasks, cancellations and alerts in bulk."""
         now = self._now()
         self._letters = 0
+        changes, letters = self._decode(batch, now)
+        repo = NotifierRepository(session)
+        new = await repo.first_time([(c.change_id, c.customer_id) for c in changes])
+        for c in changes:
+            if c.change_id not in new:
+                log.info("change_redelivered", change_id=c.change_id, customer_id=c.customer_id)
+        fresh = [c for c in changes if c.change_id in new]
+        customers = list(dict.fromkeys(c.customer_id for c in fresh))
+        profiles = await repo.profiles(customers)
+        open_tasks = await repo.open_tasks(customers)
+        plan = _Plan()
+        for change in fresh:
+            self._decide(change, profiles.get(change.customer_id), open_tasks, plan, now)
+        created = await repo.create_tasks(plan.tasks, now)
+        await repo.cancel(plan.cancellations, now)
+        await repo.add_deliveries([d for d in plan.deliveries if d.task_id in created], now)
+        await Outbox(session).add(self._dead_letters, letters)
+        self._letters = len(letters)
+        for task in plan.tasks:
+            if task.id in created:
+                log.info(
+                    "task_created", task_id=task.id, customer_id=task.change["customer_id"],
+                    rule=task.task.rule, priority=task.task.priority, assignee=task.task.assignee,
+                )  # fmt: skip
+        for cancelled in plan.cancellations:
+            log.info("task_cancelled", task_id=cancelled.task_id, reason=cancelled.reason)
+
+    def committed(self) -> None:
+        """Called by the loop once the batch's transaction committed."""
+        if self._letters:
+            self._metrics.dead_lettered(self._letters)
+        self._letters = 0
+
+    def _decode(self, batch: Batch, now: datetime) -> tuple[list[TierChangedV1], list[Record]]:
+        """The batch's changes in partition order, each once; invalid ones as dead letters."""
+        changes: dict[str, TierChangedV1] = {}
         letters: list[Record] = []
         for records in batch.values():
             for record in records:
@@ -119,41 +158,34 @@ class ChangeHandler:
                         dead_letter(record, "invalid_event", str(error), "notifier", now)
                     )
                     continue
-                await self._apply(repository, change, now)
-        await Outbox(session).add(self._dead_letters, letters)
-        self._letters = len(letters)
+                changes.setdefault(change.change_id, change)
+        return list(changes.values()), letters
 
-    def committed(self) -> None:
-        """Called by the loop once the batch's transaction committed."""
-        if self._letters:
-            self._metrics.dead_lettered(self._letters)
-        self._letters = 0
-
-    async def _apply(self, repo: NotifierRepository, change: TierChangedV1, now: datetime) -> None:
+    def _decide(
+        self,
+        change: TierChangedV1,
+        profile: Profile | None,
+        open_tasks: dict[str, list[OpenTask]],
+        plan: "_Plan",
+        now: datetime,
+    ) -> None:
+        """The policy for one change, against the customer's open tasks as this batch left
+        them (a task made by an earlier change of the batch can be cancelled by a later one)."""
         customer = change.customer_id
-        if not await repo.first_time(change.change_id, customer):
-            log.info("change_redelivered", change_id=change.change_id, customer_id=customer)
-            return
-        profile = (await repo.profiles([customer])).get(customer)
         assignee = assignee_for(profile, self._directory, self._default_team)
-        decision = decide(self._policy, change, assignee, await repo.open_tasks(customer), now)
-        await repo.cancel(decision.cancellations, now)
-        for cancelled in decision.cancellations:
-            log.info("task_cancelled", task_id=cancelled.task_id, reason=cancelled.reason)
+        current = open_tasks.get(customer, [])
+        decision = decide(self._policy, change, assignee, current, now)
+        gone = {c.task_id for c in decision.cancellations}
+        current = [t for t in current if t.id not in gone]
+        plan.cancellations += decision.cancellations
         as_json = orjson.loads(change.model_dump_json())
+        name = None if profile is None else profile.name
         for task in decision.tasks:
-            name = None if profile is None else profile.name
-            task_id = await repo.create_task(task, as_json, name, now)
-            if task_id is not None:
-                await repo.add_deliveries(self._alerts(task_id, task, change, name), now)
-                log.info(
-                    "task_created",
-                    task_id=task_id,
-                    customer_id=customer,
-                    rule=task.rule,
-                    priority=task.priority,
-                    assignee=task.assignee,
-                )
+            task_id = str(uuid.uuid4())
+            current.append(OpenTask(task_id, task.rule, task.open_while))
+            plan.tasks.append(PlannedTask(task_id, task, as_json, name))
+            plan.deliveries += self._alerts(task_id, task, change, name)
+        open_tasks[customer] = current
 
     def _alerts(
         self, task_id: str, task: NewTask, change: TierChangedV1, name: str | None
@@ -175,3 +207,10 @@ class ChangeHandler:
             purpose: Purpose = "task_created" if role == "assignee" else "manager_alert"
             out += deliveries(self._directory, people, purpose, facts, change, link=link)
         return out
+
+
+@dataclass
+class _Plan:
+    tasks: list[PlannedTask] = field(default_factory=list)
+    cancellations: list[Cancellation] = field(default_factory=list)
+    deliveries: list[NewDelivery] = field(default_factory=list)

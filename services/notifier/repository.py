@@ -2,6 +2,7 @@
 escalation timers and steps, and new deliveries. Takes the caller's session; never commits."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,8 @@ _REASSIGN = text("""
     RETURNING id
 """)
 _SEEN = text("""
-    INSERT INTO notifier_changes (change_id, customer_id) VALUES (:change_id, :customer)
+    INSERT INTO notifier_changes (change_id, customer_id)
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:customers AS text[]))
     ON CONFLICT (change_id) DO NOTHING RETURNING change_id
 """)
 _FORGET = text("""
@@ -39,28 +41,41 @@ _FORGET = text("""
         WHERE seen_at < clock_timestamp() - make_interval(days => :days) LIMIT :limit))
 """)
 _OPEN = text("""
-    SELECT id, rule, open_while FROM tasks
-    WHERE customer_id = :customer AND status IN ('open', 'acknowledged')
+    SELECT id, customer_id, rule, open_while FROM tasks
+    WHERE customer_id = ANY(CAST(:customers AS text[])) AND status IN ('open', 'acknowledged')
     ORDER BY created_at, id
 """)
 _CANCEL = text("""
-    UPDATE tasks SET status = 'cancelled', cancelled_at = :now, cancel_reason = :reason,
+    UPDATE tasks t SET status = 'cancelled', cancelled_at = :now, cancel_reason = c.reason,
         next_escalation_at = NULL
-    WHERE id = :id AND status IN ('open', 'acknowledged')
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:reasons AS text[])) AS c(id, reason)
+    WHERE t.id = c.id AND t.status IN ('open', 'acknowledged')
 """)
 _CREATE = text("""
-    INSERT INTO tasks (change_id, rule, customer_id, customer_name, title_zh, title_en, priority,
-        assignee, open_while, due_at, ack_sla_seconds, next_escalation_at, change, created_at)
-    VALUES (:change_id, :rule, :customer, :name, :title_zh, :title_en, :priority, :assignee,
-        CAST(:open_while AS jsonb), :due_at, :sla, :next_at, CAST(:change AS jsonb), :now)
+    INSERT INTO tasks (id, change_id, rule, customer_id, customer_name, title_zh, title_en,
+        priority, assignee, open_while, due_at, ack_sla_seconds, next_escalation_at, change,
+        created_at)
+    SELECT id, change_id, rule, customer_id, customer_name, title_zh, title_en, priority,
+        assignee, CAST(open_while AS jsonb), due_at, sla, next_at, CAST(change AS jsonb), :now
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:change_ids AS text[]), CAST(:rules AS text[]),
+        CAST(:customers AS text[]), CAST(:names AS text[]), CAST(:titles_zh AS text[]),
+        CAST(:titles_en AS text[]), CAST(:priorities AS text[]), CAST(:assignees AS text[]),
+        CAST(:open_whiles AS text[]), CAST(:due_ats AS timestamptz[]), CAST(:slas AS int[]),
+        CAST(:next_ats AS timestamptz[]), CAST(:changes AS text[]))
+        AS r(id, change_id, rule, customer_id, customer_name, title_zh, title_en, priority,
+             assignee, open_while, due_at, sla, next_at, change)
     ON CONFLICT (change_id, rule) DO NOTHING
     RETURNING id
 """)
 _DELIVER = text("""
     INSERT INTO deliveries (key, task_id, purpose, recipient, channel, target, language, message,
         next_attempt_at, created_at)
-    VALUES (:key, :task_id, :purpose, :recipient, :channel, :target, :language,
-        CAST(:message AS jsonb), :now, :now)
+    SELECT key, task_id, purpose, recipient, channel, target, language, CAST(message AS jsonb),
+        :now, :now
+    FROM unnest(CAST(:keys AS text[]), CAST(:task_ids AS uuid[]), CAST(:purposes AS text[]),
+        CAST(:recipients AS text[]), CAST(:channels AS text[]), CAST(:targets AS text[]),
+        CAST(:languages AS text[]), CAST(:messages AS text[]))
+        AS d(key, task_id, purpose, recipient, channel, target, language, message)
     ON CONFLICT (key) DO NOTHING
 """)
 _DUE = text("""
@@ -80,6 +95,14 @@ _ALERT_FACTS = text("""
     SELECT id, title_zh, title_en, priority, assignee, customer_id, customer_name, change
     FROM tasks WHERE id = :id
 """)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    id: str  # chosen by the caller, so later changes of the same batch can cancel it
+    task: NewTask
+    change: dict[str, Any]  # the tier change as JSON
+    name: str | None  # the customer's
 
 
 class NotifierRepository:
@@ -110,12 +133,15 @@ class NotifierRepository:
         )
         return len(result.all())
 
-    async def first_time(self, change_id: str, customer_id: str) -> bool:
-        """Records the change as seen; False when it was seen before (a redelivery)."""
+    async def first_time(self, changes: Sequence[tuple[str, str]]) -> set[str]:
+        """Records (change id, customer) pairs as seen; returns the ids not seen before (the
+        others are redeliveries)."""
+        if not changes:
+            return set()
         result = await self._session.execute(
-            _SEEN, {"change_id": change_id, "customer": customer_id}
+            _SEEN, {"ids": [c for c, _ in changes], "customers": [k for _, k in changes]}
         )
-        return result.first() is not None
+        return {row.change_id for row in result}
 
     async def forget_changes(self, days: int, limit: int) -> int:
         """Changes seen longer ago than the retention are forgotten, a bounded step at a time
@@ -123,56 +149,71 @@ class NotifierRepository:
         result = await self._session.execute(_FORGET, {"days": days, "limit": limit})
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def open_tasks(self, customer_id: str) -> list[OpenTask]:
-        rows = await self._session.execute(_OPEN, {"customer": customer_id})
-        return [OpenTask(str(r.id), r.rule, OpenWhile.model_validate(r.open_while)) for r in rows]
+    async def open_tasks(self, customers: Sequence[str]) -> dict[str, list[OpenTask]]:
+        rows = await self._session.execute(_OPEN, {"customers": list(customers)})
+        found: dict[str, list[OpenTask]] = {}
+        for r in rows:
+            task = OpenTask(str(r.id), r.rule, OpenWhile.model_validate(r.open_while))
+            found.setdefault(r.customer_id, []).append(task)
+        return found
 
     async def cancel(self, cancellations: Sequence[Cancellation], now: datetime) -> None:
-        for c in cancellations:
-            await self._session.execute(_CANCEL, {"id": c.task_id, "reason": c.reason, "now": now})
-
-    async def create_task(
-        self, task: NewTask, change: dict[str, Any], name: str | None, now: datetime
-    ) -> str | None:
-        """The new task's id; None when this change already made a task of this rule."""
-        result = await self._session.execute(
-            _CREATE,
-            {
-                "change_id": change["change_id"],
-                "rule": task.rule,
-                "customer": change["customer_id"],
-                "name": name,
-                "title_zh": task.title_zh,
-                "title_en": task.title_en,
-                "priority": task.priority,
-                "assignee": task.assignee,
-                "open_while": task.open_while.model_dump_json(exclude_none=True),
-                "due_at": task.due_at,
-                "sla": task.ack_sla_seconds,
-                "next_at": task.next_escalation_at,
-                "change": orjson.dumps(change).decode(),
-                "now": now,
-            },
-        )
-        row = result.first()
-        return None if row is None else str(row.id)
-
-    async def add_deliveries(self, deliveries: Sequence[NewDelivery], now: datetime) -> None:
-        for d in deliveries:
+        if cancellations:
             await self._session.execute(
-                _DELIVER,
+                _CANCEL,
                 {
-                    "key": d.key,
-                    "task_id": d.task_id,
-                    "purpose": d.purpose,
-                    "recipient": d.recipient,
-                    "channel": d.channel,
-                    "target": d.target,
-                    "language": d.language,
-                    "message": orjson.dumps(d.message).decode(),
+                    "ids": [c.task_id for c in cancellations],
+                    "reasons": [c.reason for c in cancellations],
                     "now": now,
                 },
             )
+
+    async def create_tasks(self, tasks: Sequence[PlannedTask], now: datetime) -> set[str]:
+        """Inserts the tasks; returns the ids of those inserted (a (change, rule) that already
+        has a task is skipped)."""
+        if not tasks:
+            return set()
+        result = await self._session.execute(
+            _CREATE,
+            {
+                "ids": [t.id for t in tasks],
+                "change_ids": [t.change["change_id"] for t in tasks],
+                "rules": [t.task.rule for t in tasks],
+                "customers": [t.change["customer_id"] for t in tasks],
+                "names": [t.name for t in tasks],
+                "titles_zh": [t.task.title_zh for t in tasks],
+                "titles_en": [t.task.title_en for t in tasks],
+                "priorities": [t.task.priority for t in tasks],
+                "assignees": [t.task.assignee for t in tasks],
+                "open_whiles": [
+                    t.task.open_while.model_dump_json(exclude_none=True) for t in tasks
+                ],
+                "due_ats": [t.task.due_at for t in tasks],
+                "slas": [t.task.ack_sla_seconds for t in tasks],
+                "next_ats": [t.task.next_escalation_at for t in tasks],
+                "changes": [orjson.dumps(t.change).decode() for t in tasks],
+                "now": now,
+            },
+        )
+        return {str(row.id) for row in result}
+
+    async def add_deliveries(self, deliveries: Sequence[NewDelivery], now: datetime) -> None:
+        if not deliveries:
+            return
+        await self._session.execute(
+            _DELIVER,
+            {
+                "keys": [d.key for d in deliveries],
+                "task_ids": [d.task_id for d in deliveries],
+                "purposes": [d.purpose for d in deliveries],
+                "recipients": [d.recipient for d in deliveries],
+                "channels": [d.channel for d in deliveries],
+                "targets": [d.target for d in deliveries],
+                "languages": [d.language for d in deliveries],
+                "messages": [orjson.dumps(d.message).decode() for d in deliveries],
+                "now": now,
+            },
+        )
 
     async def due_escalations(self, now: datetime, limit: int) -> list[Due]:
         """Locks the due tasks (SKIP LOCKED: another instance takes others, never these)."""

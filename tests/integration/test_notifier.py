@@ -408,3 +408,24 @@ async def test_changes_seen_are_forgotten_after_the_retention(
         await notifier.escalator.tick()
         kept = await rows(notifier, "SELECT change_id FROM notifier_changes")
     assert kept == [{"change_id": "recent"}]
+
+
+async def test_an_upgrade_in_the_same_batch_cancels_the_task_its_downgrade_made(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    config = settings(kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path))
+    down = change("C-1", "important_value", "important_retain", change_id="down-1")
+    up = change("C-1", "important_retain", "important_value", change_id="up-1")
+    await produce(
+        kafka_bootstrap, topic_prefix + TIER_CHANGES, [change_record(down), change_record(up)]
+    )
+    async with running_notifier(config) as notifier:  # both records in its first batch
+        await caught_up(notifier)
+        tasks = await rows(notifier, "SELECT change_id, rule, status, cancel_reason FROM tasks")
+        alerts = await rows(notifier, "SELECT task_id FROM deliveries")
+    by_rule = {t["rule"]: t for t in tasks}
+    assert by_rule["high_value_retention"]["status"] == "cancelled"
+    assert "up-1" in by_rule["high_value_retention"]["cancel_reason"]
+    assert by_rule["high_value_welcome"]["status"] == "open"
+    assert alerts == []  # nobody in this directory has a channel
