@@ -247,6 +247,7 @@ def _run(chaos: Chaos, workload: Workload) -> None:
         for start in range(0, len(events), 500):
             while plan and plan[0][0] <= start:
                 chaos.inject(plan.pop(0)[1])
+                chaos.supervise()  # what died is started again at once, as systemd would
             body = orjson.dumps(events[start : start + 500])
             while not _accepted(client, body, headers):
                 chaos.supervise()
