@@ -23,7 +23,8 @@ def ingest_figures(report: dict[str, Figures]) -> list[scorer.Figure]:
             target = ">= 50,000 events/s and >= 50% of raw"
         out.append(
             scorer.Figure(
-                f"ingest: {fig.name} ({fig.events:,} events in {fig.seconds:.2f} s)",
+                f"{'' if fig.name.startswith('ingest') else 'ingest: '}{fig.name} "
+                f"({fig.events:,} events in {fig.seconds:.2f} s)",
                 fig.rate,
                 "events/s",
                 "" if key == "raw" else "raw aiokafka producer, batch API",
