@@ -136,6 +136,7 @@ def _postgres() -> Iterator[Any]:
         server.stop("immediate")
 
 
+@pytest.mark.timeout(1200)  # ~95 s here at scale 1; a slower machine gets room, not a flake
 def test_the_pipeline_survives_kills_and_outages_and_ends_exactly_right() -> None:
     started = time.monotonic()
     workload = generate(CUSTOMERS, EVENTS, days=50, seed=13)
