@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -62,7 +62,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def scorer_status(scorer: ServiceProcess) -> dict[str, Any] | None:
+class Served(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+def scorer_status(scorer: Served) -> dict[str, Any] | None:
     """The scorer's /v1/status, or None while it does not answer."""
     try:
         response = httpx.get(f"{scorer.url}/v1/status", timeout=10)
@@ -71,13 +76,13 @@ def scorer_status(scorer: ServiceProcess) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None
 
 
-def committed(scorer: ServiceProcess) -> int:
+def committed(scorer: Served) -> int:
     """Records committed by the scorer, over all partitions."""
     found = scorer_status(scorer)
     return sum(p["committed_offset"] or 0 for p in found["partitions"]) if found else 0
 
 
-def caught_up(scorer: ServiceProcess) -> bool:
+def caught_up(scorer: Served) -> bool:
     """Every partition processed to its end and every outgoing record published."""
     found = scorer_status(scorer)
     return bool(

@@ -5,7 +5,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
 
 
 def settings(bootstrap: str, database_url: str, prefix: str, **overrides: Any) -> ScorerSettings:

@@ -105,6 +105,14 @@ class PartitionedLoop:
         self._stopping = asyncio.Event()
         self.claims: dict[TopicPartition, Claim] = {}
 
+    def lags(self) -> dict[int, int]:
+        """Records not yet processed on each partition held (from the fetcher's high-water
+        mark, no request)."""
+        return {
+            tp.partition: max((self._consumer.highwater(tp) or 0) - (claim.next_offset or 0), 0)
+            for tp, claim in list(self.claims.items())
+        }
+
     def subscribe(self) -> None:
         self._consumer.subscribe([self._topic], listener=_Claims(self))
 

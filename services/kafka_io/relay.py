@@ -7,14 +7,13 @@ before the commit publishes the same records again on restart: at least once, wi
 same ids in their headers, which consumers dedupe by.
 """
 
-import asyncio
-import contextlib
 from collections import defaultdict
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.background import Rounds
 from services.db.outbox import Outbox
 from services.db.unit_of_work import unit_of_work
 from services.kafka_io.producer import send_all
@@ -36,28 +35,23 @@ class Relay:
         self._producer = producer
         self._sessions = make_session
         self._batch_size = batch_size
-        self._idle_s = idle_s
         self._send_timeout_s = send_timeout_s
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._rounds = Rounds(idle_s)
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
+        self._rounds.stop()
 
     def wake(self) -> None:
         """New rows were committed in this process: publish now rather than at the next
         poll (rows committed by other processes are found by the poll, every `idle_s`)."""
-        self._wake.set()
+        self._rounds.wake()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            async with unit_of_work(self._sessions) as session:
-                published = await self.publish_batch(session)
-            if not published:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_s)
+        await self._rounds.run(self._round)
+
+    async def _round(self) -> bool:
+        async with unit_of_work(self._sessions) as session:
+            return await self.publish_batch(session) > 0
 
     async def publish_batch(self, session: AsyncSession) -> int:
         """One batch in the caller's transaction; returns how many records it published."""

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
 import structlog
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -63,13 +62,15 @@ class ProfileHandler:
             return
         repository = NotifierRepository(session)
         await repository.save_profiles(profiles)
-        for profile in {p.customer_id: p for p in profiles}.values():
-            assignee = assignee_for(profile, self._directory, self._default_team)
-            moved = await repository.reassign(profile.customer_id, assignee)
-            if moved:
-                log.info(
-                    "tasks_reassigned", customer_id=profile.customer_id, to=assignee, tasks=moved
-                )
+        latest = {p.customer_id: p for p in profiles}
+        moved = await repository.reassign(
+            {
+                customer: assignee_for(profile, self._directory, self._default_team)
+                for customer, profile in latest.items()
+            }
+        )
+        for (customer, assignee), count in moved.items():
+            log.info("tasks_reassigned", customer_id=customer, to=assignee, tasks=count)
 
 
 def _profile(record: ConsumerRecord[bytes, bytes]) -> Profile | None:
@@ -178,7 +179,7 @@ class ChangeHandler:
         gone = {c.task_id for c in decision.cancellations}
         current = [t for t in current if t.id not in gone]
         plan.cancellations += decision.cancellations
-        as_json = orjson.loads(change.model_dump_json())
+        as_json = change.model_dump(mode="json")
         name = None if profile is None else profile.name
         for task in decision.tasks:
             task_id = str(uuid.uuid4())

@@ -9,7 +9,6 @@ directory fails permanently.
 """
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.background import Rounds
 from services.db.unit_of_work import unit_of_work
 from services.notifier.channels import Message, Outcome, Sender
 from services.notifier.delivery_repository import Claimed, DeliveryRepository
@@ -50,24 +50,20 @@ class DeliveryWorker:
         self._now = now
         self._lease = timedelta(seconds=lease_s)
         self._batch = batch
-        self._idle_s = idle_s
         self._jitter = jitter
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._rounds = Rounds(idle_s)
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
+        self._rounds.stop()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._rounds.wake()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            if await self.tick() < self._batch:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_s)
+        await self._rounds.run(self._round)
+
+    async def _round(self) -> bool:
+        return await self.tick() >= self._batch
 
     async def tick(self) -> int:
         """One round: claim, send concurrently, record; returns how many were claimed."""
@@ -87,18 +83,16 @@ class DeliveryWorker:
             return 0
         outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
         finished = self._now()
+        retries = [self._next_at(c, o, finished) for c, o in zip(claimed, outcomes, strict=True)]
         async with unit_of_work(self._sessions) as session:
             repository = DeliveryRepository(session)
-            for c, outcome in zip(claimed, outcomes, strict=True):
+            for c, outcome, next_at in zip(claimed, outcomes, retries, strict=True):
                 await repository.finish(
-                    c,
-                    delivered=outcome.delivered,
-                    error=outcome.error,
-                    next_at=self._next_at(c, outcome, finished),
+                    c, delivered=outcome.delivered, error=outcome.error, next_at=next_at,
                     now=finished,
-                )
-        for c, outcome in zip(claimed, outcomes, strict=True):
-            self._record(c, outcome, finished)
+                )  # fmt: skip
+        for c, outcome, next_at in zip(claimed, outcomes, retries, strict=True):
+            self._record(c, outcome, next_at, finished)
         return len(claimed)
 
     def _rate(self, target: str) -> int:
@@ -119,9 +113,11 @@ class DeliveryWorker:
         delay = self._backoff.delay(claimed.attempt, self._jitter(), outcome.retry_after)
         return now + timedelta(seconds=delay)
 
-    def _record(self, claimed: Claimed, outcome: Outcome, now: datetime) -> None:
-        final = outcome.delivered or self._backoff.exhausted(claimed.attempt, outcome.permanent)
-        status = "delivered" if outcome.delivered else ("failed" if final else "retrying")
+    def _record(
+        self, claimed: Claimed, outcome: Outcome, next_at: datetime | None, now: datetime
+    ) -> None:
+        """`next_at` None after a failure: it was the last attempt."""
+        status = "delivered" if outcome.delivered else ("retrying" if next_at else "failed")
         latency = (now - claimed.created_at).total_seconds() if outcome.delivered else None
         self._metrics.delivered(claimed.channel, status, latency)
         log.info(

@@ -9,8 +9,6 @@ the timer is a row. An acknowledgement clears the timer; one that races a step w
 step's transaction (the row lock) and then wins.
 """
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,10 +16,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.v1.tiers import TierChangedV1
+from services.background import Rounds
 from services.db.unit_of_work import unit_of_work
 from services.notifier.directory import Directory
 from services.notifier.escalation import next_step
-from services.notifier.messages import TaskFacts
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.repository import NotifierRepository
 from services.notifier.routing import deliveries
@@ -50,19 +48,18 @@ class Escalator:
         self._task_link = task_link
         self._metrics = metrics
         self._now = now
-        self._every_s = every_s
         self._batch = batch
         self._escalated = escalated
-        self._stopping = asyncio.Event()
+        self._rounds = Rounds(every_s)
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._rounds.stop()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            if await self.tick() < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._every_s)
+        await self._rounds.run(self._round)
+
+    async def _round(self) -> bool:
+        return await self.tick() >= self._batch
 
     async def tick(self) -> int:
         now = self._now()
@@ -72,26 +69,17 @@ class Escalator:
             await repository.forget_changes(self._retention_days, FORGET_BATCH)
             due = await repository.due_escalations(now, self._batch)
             for task in due:
-                step = next_step(task, self._directory.chain(task.assignee), now)
+                step = next_step(task.due, self._directory.chain(task.due.assignee), now)
                 if not await repository.record_step(step, now):
                     continue
                 assert step.to is not None  # noqa: S101 - record_step is False without one
-                facts = await repository.alert_facts(step.task_id)
                 await repository.add_deliveries(
                     deliveries(
                         self._directory,
                         [step.to],
                         "escalation",
-                        TaskFacts(
-                            step.task_id,
-                            facts.title_zh,
-                            facts.title_en,
-                            facts.priority,
-                            facts.assignee,
-                            facts.customer_id,
-                            facts.customer_name,
-                        ),
-                        TierChangedV1.model_validate(facts.change),
+                        task.facts,
+                        TierChangedV1.model_validate(task.change),
                         link=self._task_link.format(id=step.task_id),
                         level=step.level,
                     ),

@@ -15,7 +15,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import structlog
@@ -24,10 +23,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
+from services.background import Background
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
 from services.ingest.main import start_producer
-from services.kafka_io.consumer import PartitionedLoop, safe_consumer
+from services.kafka_io.consumer import Handler, PartitionedLoop, safe_consumer
 from services.kafka_io.producer import safe_producer
 from services.kafka_io.relay import Relay
 from services.logs import configure_logging
@@ -102,8 +102,8 @@ class Notifier:
             PROFILES, ProfileHandler(self.directory, settings.default_team), lambda: None
         )
         self.relay = Relay(self.producer, self.sessions)
-        self._tasks: list[asyncio.Task[None]] = []
-        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self.background = Background("notifier")
+        self.failed = self.background.failed
 
     def _sender(self) -> Sender:
         s = self.settings
@@ -122,7 +122,7 @@ class Notifier:
         )
 
     def _loop(
-        self, name: str, handler: Any, committed: Callable[[], None]
+        self, name: str, handler: Handler, committed: Callable[[], None]
     ) -> tuple[AIOKafkaConsumer, PartitionedLoop]:
         s = self.settings
         group = s.group_id if name == CHANGES else f"{s.group_id}-profiles"
@@ -159,35 +159,27 @@ class Notifier:
             ("relay", self.relay.run),
             ("escalator", self.escalator.run),
             ("delivery", self.delivery.run),
-            ("gauges", self._gauges),
         ):
-            task = asyncio.create_task(work(), name=name)
-            task.add_done_callback(self._watch)
-            self._tasks.append(task)
+            self.background.start(name, work)
+        self.background.start("gauges", self._gauges, cancel_on_stop=True)
         log.info("notifier_started", policy=self.policy.version, people=len(self.directory.people))
 
     async def stop(self) -> None:
         """Drain: loops finish and commit their batch, workers their round; then close."""
-        for part in (self.change_loop, self.profile_loop, self.relay, self.escalator):
+        for part in (
+            self.change_loop,
+            self.profile_loop,
+            self.relay,
+            self.escalator,
+            self.delivery,
+        ):
             part.stop()
-        self.delivery.stop()
-        for task in self._tasks:
-            if task.get_name() == "gauges":
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.join()
         for close in (self.changes.stop, self.profiles.stop, self.producer.stop, self.http.aclose):
             with contextlib.suppress(Exception):
                 await close()
         await self.engine.dispose()
         log.info("notifier_stopped")
-
-    def _watch(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self.failed.done():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error("notifier_task_failed", task=task.get_name(), error=repr(error))
-            self.failed.set_result(error)
 
     async def _gauges(self) -> None:
         while True:
@@ -198,11 +190,7 @@ class Notifier:
         async with unit_of_work(self.sessions) as session:
             counts, levels, oldest = await task_gauges(session, self.now())
         self.metrics.set_tasks(counts, levels, oldest)
-        lags = {
-            tp.partition: max((self.changes.highwater(tp) or 0) - (claim.next_offset or 0), 0)
-            for tp, claim in list(self.change_loop.claims.items())
-        }
-        self.metrics.set_lag(CHANGES, lags)
+        self.metrics.set_lag(CHANGES, self.change_loop.lags())
 
 
 def build(

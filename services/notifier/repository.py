@@ -1,6 +1,7 @@
 """The notifier consumer's and escalation worker's SQL: profiles, tier changes seen, tasks,
 escalation timers and steps, and new deliveries. Takes the caller's session; never commits."""
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.escalation import Due, Step
+from services.notifier.messages import TaskFacts
 from services.notifier.policy import Cancellation, NewTask, OpenTask, OpenWhile
 from services.notifier.routing import NewDelivery, Profile
 
@@ -26,9 +28,11 @@ _PROFILES = text("""
     WHERE customer_id = ANY(CAST(:ids AS text[]))
 """)
 _REASSIGN = text("""
-    UPDATE tasks SET assignee = :assignee
-    WHERE customer_id = :customer AND status IN ('open', 'acknowledged') AND assignee <> :assignee
-    RETURNING id
+    UPDATE tasks t SET assignee = v.assignee
+    FROM unnest(CAST(:customers AS text[]), CAST(:assignees AS text[])) AS v(customer, assignee)
+    WHERE t.customer_id = v.customer AND t.status IN ('open', 'acknowledged')
+      AND t.assignee <> v.assignee
+    RETURNING t.customer_id, t.assignee
 """)
 _SEEN = text("""
     INSERT INTO notifier_changes (change_id, customer_id)
@@ -79,7 +83,9 @@ _DELIVER = text("""
     ON CONFLICT (key) DO NOTHING
 """)
 _DUE = text("""
-    SELECT id, assignee, escalation_level, ack_sla_seconds FROM tasks
+    SELECT id, assignee, escalation_level, ack_sla_seconds, title_zh, title_en, priority,
+           customer_id, customer_name, change
+    FROM tasks
     WHERE next_escalation_at <= :now AND status = 'open'
     ORDER BY next_escalation_at LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -91,10 +97,13 @@ _STEP = text("""
 _TIMER = text("""
     UPDATE tasks SET escalation_level = :level, next_escalation_at = :next_at WHERE id = :id
 """)
-_ALERT_FACTS = text("""
-    SELECT id, title_zh, title_en, priority, assignee, customer_id, customer_name, change
-    FROM tasks WHERE id = :id
-""")
+
+
+@dataclass(frozen=True, slots=True)
+class DueTask:
+    due: Due
+    facts: TaskFacts
+    change: dict[str, Any]  # the tier change as JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +136,15 @@ class NotifierRepository:
         rows = await self._session.execute(_PROFILES, {"ids": list(customer_ids)})
         return {r.customer_id: Profile(r.customer_id, r.name, r.owner_id, r.team) for r in rows}
 
-    async def reassign(self, customer_id: str, assignee: str) -> int:
+    async def reassign(self, assignees: dict[str, str]) -> Counter[tuple[str, str]]:
+        """Moves each customer's open tasks to its assignee; returns how many moved, per
+        (customer, new assignee)."""
+        if not assignees:
+            return Counter()
         result = await self._session.execute(
-            _REASSIGN, {"customer": customer_id, "assignee": assignee}
+            _REASSIGN, {"customers": list(assignees), "assignees": list(assignees.values())}
         )
-        return len(result.all())
+        return Counter((row.customer_id, row.assignee) for row in result)
 
     async def first_time(self, changes: Sequence[tuple[str, str]]) -> set[str]:
         """Records (change id, customer) pairs as seen; returns the ids not seen before (the
@@ -215,10 +228,19 @@ class NotifierRepository:
             },
         )
 
-    async def due_escalations(self, now: datetime, limit: int) -> list[Due]:
-        """Locks the due tasks (SKIP LOCKED: another instance takes others, never these)."""
+    async def due_escalations(self, now: datetime, limit: int) -> list[DueTask]:
+        """Locks the due tasks (SKIP LOCKED: another instance takes others, never these),
+        with what their alerts say."""
         rows = await self._session.execute(_DUE, {"now": now, "limit": limit})
-        return [Due(str(r.id), r.assignee, r.escalation_level, r.ack_sla_seconds) for r in rows]
+        return [
+            DueTask(
+                Due(str(r.id), r.assignee, r.escalation_level, r.ack_sla_seconds),
+                TaskFacts(str(r.id), r.title_zh, r.title_en, r.priority, r.assignee,
+                          r.customer_id, r.customer_name),
+                r.change,
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def record_step(self, step: Step, now: datetime) -> bool:
         """The step and the task's next timer; False if the level was recorded before."""
@@ -232,6 +254,3 @@ class NotifierRepository:
             _TIMER, {"id": step.task_id, "level": step.level, "next_at": step.next_at}
         )
         return recorded and step.to is not None
-
-    async def alert_facts(self, task_id: str) -> Any:
-        return (await self._session.execute(_ALERT_FACTS, {"id": task_id})).one()

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
+from services.background import Background
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
 from services.ingest.main import start_producer
@@ -133,8 +134,8 @@ class Scorer:
             clock=settings.clock,
             now=now,
         )
-        self._tasks: list[asyncio.Task[None]] = []
-        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self.background = Background("scorer")
+        self.failed = self.background.failed
 
     async def start(self) -> None:
         timeout = self.settings.startup_timeout_seconds
@@ -145,14 +146,9 @@ class Scorer:
         async with unit_of_work(self.sessions) as session:
             await self.rulebook.refresh(session, local_day(wall, self.scoring.zone), wall)
         self.loop.subscribe()
-        for name, work in (
-            ("loop", self.loop.run),
-            ("relay", self.relay.run),
-            ("gauges", self._gauges),
-        ):
-            task = asyncio.create_task(work(), name=name)
-            task.add_done_callback(self._watch)
-            self._tasks.append(task)
+        self.background.start("loop", self.loop.run)
+        self.background.start("relay", self.relay.run)
+        self.background.start("gauges", self._gauges, cancel_on_stop=True)
         log.info(
             "scorer_started",
             topic=self.topic,
@@ -164,10 +160,7 @@ class Scorer:
         """Drain: the loop finishes and commits its batch, the relay its round; then close."""
         self.loop.stop()
         self.relay.stop()
-        for task in self._tasks:
-            if task.get_name() == "gauges":
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.join()
         with contextlib.suppress(Exception):
             await self.consumer.stop()
         with contextlib.suppress(Exception):
@@ -179,14 +172,6 @@ class Scorer:
         self.handler.committed()
         self.relay.wake()
 
-    def _watch(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self.failed.done():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error("scorer_task_failed", task=task.get_name(), error=repr(error))
-            self.failed.set_result(error)
-
     async def _gauges(self) -> None:
         while True:
             await asyncio.sleep(5.0)
@@ -194,11 +179,7 @@ class Scorer:
 
     async def refresh_gauges(self) -> None:
         """Consumer lag of the partitions held, and customers per tier."""
-        lags = {
-            tp.partition: max((self.consumer.highwater(tp) or 0) - (claim.next_offset or 0), 0)
-            for tp, claim in list(self.loop.claims.items())
-        }
-        self.metrics.set_lag(CONSUMER, lags)
+        self.metrics.set_lag(CONSUMER, self.loop.lags())
         self.metrics.set_customers(await self.queries.tier_counts())
 
 

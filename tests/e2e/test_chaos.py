@@ -41,7 +41,7 @@ from services.scorer import rules
 from tests.e2e.test_scorer_replay import compare_features
 from tests.kafka_reader import read_all
 from tests.notifier_run import NOW, change, directory_yaml
-from tests.processes import ServiceProcess, caught_up, wait_for
+from tests.processes import caught_up, wait_for
 from tests.scorer_run import RULESETS
 from tests.stack import free_port, local_broker, scratch_dir
 from tests.workload import Workload, expect, generate
@@ -81,10 +81,6 @@ class Supervised:
                     env={**os.environ, **self.env},
                 )  # fmt: skip
             self.starts += 1
-
-    def view(self) -> ServiceProcess:
-        assert self.process is not None
-        return ServiceProcess(self.process, self.url, self.log)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -150,7 +146,7 @@ def test_the_pipeline_survives_kills_and_outages_and_ends_exactly_right() -> Non
         try:
             _run(chaos, workload)
             scorer = chaos.services["scorer"]
-            wait_for(lambda: _recovered(chaos) and caught_up(scorer.view()), 300, "no recovery")
+            wait_for(lambda: _recovered(chaos) and caught_up(scorer), 300, "no recovery")
             mismatches = run_isolated(compare_features(scorer.url, workload))
             found = run_isolated(
                 read_all(broker.bootstrap, f"{prefix}tierstream.tier-changes.v1",

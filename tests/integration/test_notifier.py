@@ -4,20 +4,22 @@ two instances at once."""
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from prometheus_client import generate_latest
 
 from devstack import migrate
 from schemas.v1.deadletter import DeadLetterV1
 from services.kafka_io.record import Record
+from services.notifier.settings import NotifierSettings
 from tests import events
 from tests.kafka_reader import read_all
 from tests.notifier_run import (
     NOW,
-    Clock,
     caught_up,
     change,
     change_record,
@@ -28,7 +30,7 @@ from tests.notifier_run import (
     settings,
 )
 from tests.receivers import HttpReceiver, Reply, SmtpReceiver
-from tests.scorer_run import CUSTOMER_EVENTS, DEAD_LETTERS, TIER_CHANGES, produce, records
+from tests.scorer_run import CUSTOMER_EVENTS, DEAD_LETTERS, TIER_CHANGES, Clock, produce, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 SHORT_SLA = """
@@ -40,6 +42,26 @@ rules:
     open_while: {high_value: false}
     alert: [manager]
 """
+
+
+Configure = Callable[..., NotifierSettings]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def configure(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> Configure:
+    """A migrated database; `configure(channels, **settings)` gives the notifier's settings
+    with a directory whose people have those channels."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+
+    def make(
+        channels: dict[str, list[dict[str, Any]]] | None = None, **overrides: Any
+    ) -> NotifierSettings:
+        directory = _directory(tmp_path, channels)
+        return settings(kafka_bootstrap, database_url, topic_prefix, directory, **overrides)
+
+    return make
 
 
 def _directory(tmp_path: Path, channels: dict[str, list[dict[str, Any]]] | None = None) -> Path:
@@ -64,16 +86,15 @@ async def _profiles(bootstrap: str, prefix: str, *owners: tuple[str, str]) -> No
 
 
 async def test_a_downgrade_makes_one_urgent_task_and_one_manager_alert_even_when_redelivered(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
     async with HttpReceiver() as hooks, SmtpReceiver() as smtp:
         channels = {
             "manager": [*_hook(hooks, "manager"), {"kind": "email", "address": "m@example.com"}],
             "owner": _hook(hooks, "owner"),
         }
-        config = settings(
-            kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path, channels),
+        config = configure(
+            channels,
             smtp_host="127.0.0.1", smtp_port=smtp.port,
         )  # fmt: skip
         await _profiles(kafka_bootstrap, topic_prefix, ("C-1", "owner"))
@@ -113,15 +134,14 @@ async def _settled(notifier: Any) -> bool:
 
 
 async def test_unacknowledged_urgent_task_escalates_level_by_level_and_an_ack_stops_it(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure, tmp_path: Path
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
     policy = tmp_path / "policy.yaml"
     policy.write_text(SHORT_SLA, encoding="utf-8")
     async with HttpReceiver() as hooks:
         channels = {who: _hook(hooks, who) for who in ("manager", "director", "vp")}
-        config = settings(
-            kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path, channels),
+        config = configure(
+            channels,
             policy_file=policy,
         )  # fmt: skip
         clock = Clock(NOW)
@@ -158,10 +178,7 @@ async def test_unacknowledged_urgent_task_escalates_level_by_level_and_an_ack_st
         assert steps == [("C-late", 1, "director"), ("C-late", 2, "vp")]
         assert len(hooks.to("/director")) == 1
         assert len(hooks.to("/vp")) == 1
-        assert (
-            "level 2" in hooks.to("/vp")[0].json()["title"]
-            or "第2级" in hooks.to("/vp")[0].json()["title"]
-        )
+        assert "第2级" in hooks.to("/vp")[0].json()["title"]  # the vp reads zh
 
 
 async def _steps(notifier: Any) -> list[tuple[str, int, str]]:
@@ -178,15 +195,14 @@ async def _at_level(notifier: Any, level: int) -> bool:
 
 
 async def test_a_pending_escalation_survives_a_restart_and_happens_once(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure, tmp_path: Path
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
     policy = tmp_path / "policy.yaml"
     policy.write_text(SHORT_SLA, encoding="utf-8")
     async with HttpReceiver() as hooks:
         channels = {"director": _hook(hooks, "director")}
-        config = settings(
-            kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path, channels),
+        config = configure(
+            channels,
             policy_file=policy,
         )  # fmt: skip
         clock = Clock(NOW)
@@ -207,14 +223,11 @@ async def test_a_pending_escalation_survives_a_restart_and_happens_once(
 
 
 async def test_two_instances_make_no_task_or_escalation_twice(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure, tmp_path: Path
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
     policy = tmp_path / "policy.yaml"
     policy.write_text(SHORT_SLA, encoding="utf-8")
-    config = settings(
-        kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path), policy_file=policy
-    )
+    config = configure(policy_file=policy)
     clock = Clock(NOW)
     customers = [f"C-{n}" for n in range(60)]
     await _profiles(kafka_bootstrap, topic_prefix, *((c, "owner") for c in customers))
@@ -240,10 +253,9 @@ async def _escalated_all(notifier: Any, count: int) -> bool:
 
 
 async def test_a_later_upgrade_cancels_the_open_retention_task_with_its_reason(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    config = settings(kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path))
+    config = configure()
     await _profiles(kafka_bootstrap, topic_prefix, ("C-1", "owner"))
     down = change("C-1", "important_value", "important_retain", change_id="down-1")
     up = change("C-1", "important_retain", "important_value", change_id="up-1")
@@ -267,10 +279,9 @@ async def test_a_later_upgrade_cancels_the_open_retention_task_with_its_reason(
 
 
 async def test_no_owner_goes_to_the_team_queue_and_a_later_owner_takes_the_task(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    config = settings(kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path))
+    config = configure()
     drop = change("C-new", "important_value", "important_retain")
     async with running_notifier(config) as notifier:
         await produce(kafka_bootstrap, topic_prefix + TIER_CHANGES, [change_record(drop)])
@@ -284,10 +295,9 @@ async def test_no_owner_goes_to_the_team_queue_and_a_later_owner_takes_the_task(
 
 
 async def test_a_bad_change_record_goes_to_the_dead_letter_topic_and_the_rest_goes_on(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    config = settings(kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path))
+    config = configure()
     good = change("C-1", "important_value", "important_retain")
     poison = Record(b"C-1", b'{"change_id": 42}', [("ce_type", b"tierstream.tier.changed")])
     async with running_notifier(config) as notifier:
@@ -307,9 +317,8 @@ async def test_a_bad_change_record_goes_to_the_dead_letter_topic_and_the_rest_go
 
 
 async def test_a_failing_webhook_is_retried_with_backoff_and_ends_failed(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
     async with HttpReceiver() as hooks:
         hooks.program("/manager", Reply(500, b"boom"))
         hooks.program("/robot", Reply.json({"errcode": 310000, "errmsg": "sign not match"}))
@@ -319,8 +328,8 @@ async def test_a_failing_webhook_is_retried_with_backoff_and_ends_failed(
                 {"kind": "dingtalk", "url": hooks.url("/robot?access_token=t"), "secret": "SECx"},
             ]
         }
-        config = settings(
-            kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path, channels),
+        config = configure(
+            channels,
             delivery_attempts=4, delivery_backoff_seconds=0.2, delivery_backoff_cap_seconds=5,
         )  # fmt: skip
         await _profiles(kafka_bootstrap, topic_prefix, ("C-1", "owner"))
@@ -350,16 +359,13 @@ async def test_a_failing_webhook_is_retried_with_backoff_and_ends_failed(
 
 
 async def test_a_robot_gets_at_most_its_rate_per_minute_and_the_rest_waits(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
     """DingTalk: 20 messages a minute per robot; the 21st waits for the next minute."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
     async with HttpReceiver() as hooks:
         hooks.program("/robot", Reply.json({"errcode": 0, "errmsg": "ok"}))
         robot = {"kind": "dingtalk", "url": hooks.url("/robot?access_token=t"), "secret": "SECx"}
-        config = settings(
-            kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path, {"manager": [robot]})
-        )
+        config = configure({"manager": [robot]})
         clock = Clock(NOW)
         customers = [f"C-{n}" for n in range(25)]
         await _profiles(kafka_bootstrap, topic_prefix, *((c, "owner") for c in customers))
@@ -392,12 +398,9 @@ async def _delivered(notifier: Any, count: int) -> bool:
 
 
 async def test_changes_seen_are_forgotten_after_the_retention(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    config = settings(
-        kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path), dedupe_retention_days=30
-    )
+    config = configure(dedupe_retention_days=30)
     async with running_notifier(config) as notifier:
         await rows(
             notifier,
@@ -411,10 +414,9 @@ async def test_changes_seen_are_forgotten_after_the_retention(
 
 
 async def test_an_upgrade_in_the_same_batch_cancels_the_task_its_downgrade_made(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, topic_prefix: str, configure: Configure
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    config = settings(kafka_bootstrap, database_url, topic_prefix, _directory(tmp_path))
+    config = configure()
     down = change("C-1", "important_value", "important_retain", change_id="down-1")
     up = change("C-1", "important_retain", "important_value", change_id="up-1")
     await produce(
