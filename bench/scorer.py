@@ -37,8 +37,9 @@ from services.scorer import rules, state_codec
 from services.scorer.control_repository import ControlRepository, PartitionState
 from services.scorer.facts import local_day
 from services.scorer.repository import ScorerRepository, StoredCustomer
-from services.scorer.rfm import Fact, Windows, apply_all, features
-from services.scorer.scoring import due_day
+from services.scorer.rfm import Fact, Windows, apply_all
+from services.scorer.scoring import due_from
+from services.scorer.snapshot import of_state
 from tests.processes import ServiceProcess, caught_up, committed, service, wait_for
 from tests.scorer_run import RULESETS, produce, records
 from tests.stack import free_port
@@ -187,7 +188,9 @@ def retier_and_sweep(bootstrap: str, server_url: str, customers: int) -> list[Fi
 
 async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: bool) -> None:
     """Customers with one to three purchases in the last 200 days, scored under the default
-    ruleset; with `due_today`, every one is due today (and some do change)."""
+    ruleset yesterday; with `due_today`, each also bought exactly 90 days before today, so
+    that purchase leaves the 90-day window today and every customer is due (and must be
+    decoded: its stored snapshot ends today)."""
     ruleset = rules.load((RULESETS / "default.yaml").read_text())
     windows = Windows()
     engine = create_engine(url, "bench", pool_size=1)
@@ -196,48 +199,10 @@ async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: boo
     try:
         make = sessions(engine)
         for start in range(0, count, 20_000):
-            rows = []
-            for n in range(start, min(start + 20_000, count)):
-                customer = f"M-{n:07d}"
-                facts = [
-                    Fact(
-                        today - 1 - (n * 7 + k * 61) % 200, "purchase", 100_000 + (n % 50) * 40_000
-                    )
-                    for k in range(1 + n % 3)
-                ]
-                state = apply_all(None, facts, windows)
-                if state is None:
-                    raise AssertionError("no facts")
-                found = features(state, today - 1, windows)
-                tier = rules.evaluate(ruleset, found, ruleset.thresholds)
-                if tier is None:
-                    raise AssertionError("the default ruleset has a catch-all")
-                due = (
-                    today
-                    if due_today
-                    else due_day(
-                        state,
-                        today - 1,
-                        ruleset=ruleset,
-                        thresholds=ruleset.thresholds,
-                        windows=windows,
-                    )
-                )
-                rows.append(
-                    StoredCustomer(
-                        customer,
-                        state_codec.encode(state),
-                        tier.tier.id,
-                        since,
-                        ruleset.version,
-                        _partition_index(customer.encode(), PARTITIONS),
-                        due,
-                        None,
-                        found.frequency,
-                        found.monetary,
-                        None,
-                    )
-                )
+            rows = [
+                _customer(n, today, ruleset, windows, since, due_today=due_today)
+                for n in range(start, min(start + 20_000, count))
+            ]
             async with unit_of_work(make) as session:
                 await ScorerRepository(session).save(rows)
         async with unit_of_work(make) as session:
@@ -252,6 +217,46 @@ async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: boo
             )
     finally:
         await engine.dispose()
+
+
+def _customer(
+    n: int,
+    today: int,
+    ruleset: rules.Ruleset,
+    windows: Windows,
+    since: datetime,
+    *,
+    due_today: bool,
+) -> StoredCustomer:
+    """The row the scorer would have stored for bench customer `n`, scored yesterday."""
+    customer = f"M-{n:07d}"
+    facts = [
+        Fact(today - 1 - (n * 7 + k * 61) % 200, "purchase", 100_000 + (n % 50) * 40_000)
+        for k in range(1 + n % 3)
+    ]
+    if due_today:
+        facts.append(Fact(today - 90, "purchase", 50_000))
+    state = apply_all(None, facts, windows)
+    if state is None:
+        raise AssertionError("no facts")
+    snap = of_state(state, today - 1, windows)
+    match = rules.evaluate(ruleset, snap.features(today - 1), ruleset.thresholds)
+    if match is None:
+        raise AssertionError("the default ruleset has a catch-all")
+    due = due_from(snap, today - 1, ruleset=ruleset, thresholds=ruleset.thresholds)
+    if due_today and due != today:
+        raise AssertionError(f"{customer} is due on {due}, not today")
+    return StoredCustomer(
+        customer,
+        state_codec.encode(state),
+        match.tier.id,
+        since,
+        ruleset.version,
+        _partition_index(customer.encode(), PARTITIONS),
+        due,
+        None,
+        snap,
+    )
 
 
 async def _activate(url: str, text: str) -> None:

@@ -1,5 +1,7 @@
 """One async engine per process, named after the service in pg_stat_activity."""
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,3 +29,13 @@ def create_engine(url: str, service: str, pool_size: int = 5) -> AsyncEngine:
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, inside the session's transaction: for the
+    few reads too large for the ORM's rows (positional parameters, tuples out)."""
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the session's database connection is closed")
+    return driver

@@ -8,6 +8,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.db.engine import driver_connection
 from services.kafka_io.record import Record
 
 _ENCODE_HEADERS = msgspec.msgpack.Encoder()
@@ -21,10 +22,11 @@ _ADD = text("""
          WITH ORDINALITY AS r(key, value, headers, n)
     ORDER BY n
 """)
-_PENDING = text("""
+# read with asyncpg itself (tuples out): the relay reads every row the services write
+_PENDING = """
     SELECT id, topic, key, value, headers FROM outbox
-    WHERE published_at IS NULL ORDER BY id LIMIT :limit
-""")
+    WHERE published_at IS NULL ORDER BY id LIMIT $1
+"""
 # Published rows are deleted, not marked: Kafka has them now, and an UPDATE would write a
 # new version of every (large) row.
 _MARK = text("DELETE FROM outbox WHERE id = ANY(:ids)")
@@ -61,14 +63,10 @@ class Outbox:
         return bool(await self._session.scalar(_LOCK, {"key": RELAY_LOCK}))
 
     async def pending(self, limit: int) -> list[Pending]:
-        rows = await self._session.execute(_PENDING, {"limit": limit})
+        rows = await (await driver_connection(self._session)).fetch(_PENDING, limit)
+        decode = _DECODE_HEADERS.decode
         return [
-            Pending(
-                row.id,
-                row.topic,
-                Record(row.key, row.value, _DECODE_HEADERS.decode(row.headers)),
-            )
-            for row in rows
+            Pending(i, topic, Record(key, value, decode(h))) for i, topic, key, value, h in rows
         ]
 
     async def mark_published(self, ids: Sequence[int]) -> None:

@@ -136,13 +136,15 @@ class PartitionedLoop:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        more = False
         while not self._stopping.is_set():
             if self._maintain is not None and (
                 loop.time() - self._maintained_at >= self._maintain_every_s
             ):
                 more = await self._maintenance()
                 self._maintained_at = -math.inf if more else loop.time()
-            batch = await self._consumer.getmany(timeout_ms=self._fetch_timeout_ms)
+            # with maintenance work left, only take what has arrived: no wait for records
+            batch = await self._consumer.getmany(timeout_ms=0 if more else self._fetch_timeout_ms)
             batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
             if batch:
                 await self._process(batch)

@@ -14,14 +14,14 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.db.unit_of_work import unit_of_work
-from services.scorer import rules, state_codec
+from services.scorer import rules
 from services.scorer.control_repository import ControlRepository, StoredRuleset
 from services.scorer.facts import local_day
 from services.scorer.repository import ScorerRepository
 from services.scorer.rulebook import Population
 from services.scorer.rules import Ruleset, Thresholds
-from services.scorer.scoring import Standing, rescore
-from services.scorer.workset import PAGE, Scoring
+from services.scorer.scoring import Standing, judge
+from services.scorer.workset import PAGE, Scoring, snapshot_at
 
 
 @dataclass
@@ -100,24 +100,22 @@ async def _partition(
 ) -> None:
     day = local_day(moment, scoring.zone)
     after = ""
-    while page := await repository.page(partition, after, PAGE):
+    while page := await repository.page(partition, day, after, PAGE):
         for stored in page:
-            state = state_codec.decode(stored.state, scoring.windows)
+            snap = snapshot_at(stored, day, scoring.windows)
             standing = None
             if stored.tier is not None and stored.tier_since is not None:
                 standing = Standing(
                     rules.placeholder(stored.tier), stored.tier_since, stored.ruleset_version or ""
                 )
-            new, change = rescore(
+            new, change = judge(
                 stored.customer_id,
-                state,
+                snap.features(max(day, snap.day)),
                 standing,
-                day=day,
                 cause="ruleset_activated",
                 detail=ruleset.version,
                 ruleset=ruleset,
                 thresholds=thresholds,
-                windows=scoring.windows,
                 now=moment,
             )
             found.customers += 1

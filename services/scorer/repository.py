@@ -3,27 +3,43 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.db.engine import driver_connection
+from services.scorer.snapshot import Snapshot
+
 Seen = Literal["new", "duplicate", "conflict"]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredCustomer:
+class StoredCustomer(NamedTuple):
+    """Immutable; a tuple, as the re-tier and the sweep read a million of them."""
+
     customer_id: str
-    state: bytes  # services/scorer/state_codec.py
+    state: bytes | None  # services/scorer/state_codec.py; None when its snapshot will do
     tier: str | None
     tier_since: datetime | None
     ruleset_version: str | None
     partition: int = 0
     due_day: int = 0  # the first day time alone could change the tier (scoring.due_day)
     change_id: str | None = None  # the change that put the customer in `tier`
-    frequency: int = 0  # main window, at the last evaluation (population thresholds)
-    monetary: int = 0
-    last_purchase_day: int | None = None
+    # at the last evaluation; its main-window totals also feed the population thresholds
+    snapshot: Snapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rescored:
+    """A customer the sweep or a re-tier moved, without a new state."""
+
+    customer_id: str
+    tier: str
+    tier_since: datetime
+    ruleset_version: str
+    change_id: str | None
+    due_day: int
+    snapshot: Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,38 +69,75 @@ _FORGET = text("""
 _LOCK_FORGET = text("SELECT pg_try_advisory_xact_lock(7346212003)")
 _LOAD = text("""
     SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
-           frequency, monetary, last_purchase_day
+           frequency, monetary, frequency_short, monetary_short, interactions, first_day,
+           last_purchase_day, scored_day, stable_until
     FROM customers WHERE customer_id = ANY(:ids)
 """)
-_DUE = text("""
-    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
-           frequency, monetary, last_purchase_day
-    FROM customers
-    WHERE partition = :partition AND due_day <= :day AND customer_id > :after
-    ORDER BY customer_id LIMIT :limit
-""")
-_PAGE = text("""
-    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
-           frequency, monetary, last_purchase_day
-    FROM customers
-    WHERE partition = :partition AND customer_id > :after ORDER BY customer_id LIMIT :limit
-""")
+# page and due are read with asyncpg itself (positional parameters, tuples out): the
+# re-tier and the sweep read every customer, and the ORM's rows cost more than the query.
+# The state is only sent when the stored snapshot does not cover the day ($2) and $5 allows.
+_DUE = """
+    SELECT customer_id,
+           CASE WHEN $5 AND scored_day <= $2 AND $2 < stable_until THEN NULL ELSE state END,
+           tier, tier_since, ruleset_version, partition, due_day, change_id,
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE partition = $1 AND due_day <= $2 AND customer_id > $3
+    ORDER BY customer_id LIMIT $4
+"""
+_PAGE = """
+    SELECT customer_id,
+           CASE WHEN $5 AND scored_day <= $2 AND $2 < stable_until THEN NULL ELSE state END,
+           tier, tier_since, ruleset_version, partition, due_day, change_id,
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE partition = $1 AND customer_id > $3
+    ORDER BY customer_id LIMIT $4
+"""
 _SAVE = text("""
     INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, partition,
-                           due_day, change_id, frequency, monetary, last_purchase_day,
-                           updated_at)
-    SELECT *, now() FROM unnest(CAST(:ids AS text[]), CAST(:states AS bytea[]),
-                                CAST(:tiers AS text[]), CAST(:sinces AS timestamptz[]),
-                                CAST(:versions AS text[]), CAST(:partitions AS int[]),
-                                CAST(:dues AS int[]), CAST(:change_ids AS text[]),
-                                CAST(:frequencies AS int[]), CAST(:monetaries AS bigint[]),
-                                CAST(:last_purchases AS int[]))
+                           due_day, change_id, frequency, monetary, frequency_short,
+                           monetary_short, interactions, first_day, last_purchase_day,
+                           scored_day, stable_until, updated_at)
+    SELECT *, now() FROM unnest(
+        CAST(:ids AS text[]), CAST(:states AS bytea[]), CAST(:tiers AS text[]),
+        CAST(:sinces AS timestamptz[]), CAST(:versions AS text[]), CAST(:partitions AS int[]),
+        CAST(:dues AS int[]), CAST(:change_ids AS text[]), CAST(:frequencies AS int[]),
+        CAST(:monetaries AS bigint[]), CAST(:frequencies_short AS int[]),
+        CAST(:monetaries_short AS bigint[]), CAST(:interactions AS int[]),
+        CAST(:first_days AS int[]), CAST(:last_purchases AS int[]),
+        CAST(:scored_days AS int[]), CAST(:stable_untils AS int[]))
     ON CONFLICT (customer_id) DO UPDATE SET
         state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
         ruleset_version = excluded.ruleset_version, partition = excluded.partition,
         due_day = excluded.due_day, change_id = excluded.change_id,
         frequency = excluded.frequency, monetary = excluded.monetary,
-        last_purchase_day = excluded.last_purchase_day, updated_at = now()
+        frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
+        interactions = excluded.interactions, first_day = excluded.first_day,
+        last_purchase_day = excluded.last_purchase_day, scored_day = excluded.scored_day,
+        stable_until = excluded.stable_until, updated_at = now()
+""")
+_RESCORED = text("""
+    UPDATE customers c SET
+        tier = u.tier, tier_since = u.tier_since, ruleset_version = u.ruleset_version,
+        change_id = u.change_id, due_day = u.due_day,
+        frequency = u.frequency, monetary = u.monetary,
+        frequency_short = u.frequency_short, monetary_short = u.monetary_short,
+        interactions = u.interactions, first_day = u.first_day,
+        last_purchase_day = u.last_purchase_day, scored_day = u.scored_day,
+        stable_until = u.stable_until, updated_at = now()
+    FROM unnest(
+        CAST(:ids AS text[]), CAST(:tiers AS text[]), CAST(:sinces AS timestamptz[]),
+        CAST(:versions AS text[]), CAST(:change_ids AS text[]), CAST(:dues AS int[]),
+        CAST(:frequencies AS int[]), CAST(:monetaries AS bigint[]),
+        CAST(:frequencies_short AS int[]), CAST(:monetaries_short AS bigint[]),
+        CAST(:interactions AS int[]), CAST(:first_days AS int[]),
+        CAST(:last_purchases AS int[]), CAST(:scored_days AS int[]),
+        CAST(:stable_untils AS int[]))
+        AS u(customer_id, tier, tier_since, ruleset_version, change_id, due_day, frequency,
+             monetary, frequency_short, monetary_short, interactions, first_day,
+             last_purchase_day, scored_day, stable_until)
+    WHERE c.customer_id = u.customer_id
 """)
 _BY_TIER = text("""
     SELECT customer_id, tier, tier_since FROM customers
@@ -159,22 +212,24 @@ class ScorerRepository:
         return {row.customer_id: _customer(row) for row in rows}
 
     async def due(
-        self, partition: int, day: int, after: str = "", limit: int = 5000
+        self, partition: int, day: int, after: str = "", limit: int = 5000, *, lazy: bool = True
     ) -> list[StoredCustomer]:
-        """Customers of the partition whose due day has come, in id order after `after`."""
-        rows = await self._session.execute(
-            _DUE, {"partition": partition, "day": day, "after": after, "limit": limit}
+        """Customers of the partition whose due day has come, in id order after `after`
+        (with `lazy`, without their state when their snapshot covers `day`)."""
+        rows = await (await driver_connection(self._session)).fetch(
+            _DUE, partition, day, after, limit, lazy
         )
-        return [_customer(row) for row in rows]
+        return [_tuple_customer(row) for row in rows]
 
     async def page(
-        self, partition: int, after: str = "", limit: int = 5000
+        self, partition: int, day: int, after: str = "", limit: int = 5000
     ) -> list[StoredCustomer]:
-        """Every customer of the partition, a page at a time, in id order after `after`."""
-        rows = await self._session.execute(
-            _PAGE, {"partition": partition, "after": after, "limit": limit}
+        """Every customer of the partition, a page at a time, in id order after `after`
+        (without their state when their snapshot covers `day`)."""
+        rows = await (await driver_connection(self._session)).fetch(
+            _PAGE, partition, day, after, limit, True
         )
-        return [_customer(row) for row in rows]
+        return [_tuple_customer(row) for row in rows]
 
     async def save(self, customers: Sequence[StoredCustomer]) -> None:
         if customers:
@@ -189,9 +244,23 @@ class ScorerRepository:
                     "partitions": [c.partition for c in customers],
                     "dues": [c.due_day for c in customers],
                     "change_ids": [c.change_id for c in customers],
-                    "frequencies": [c.frequency for c in customers],
-                    "monetaries": [c.monetary for c in customers],
-                    "last_purchases": [c.last_purchase_day for c in customers],
+                    **_snapshots([c.snapshot for c in customers]),
+                },
+            )
+
+    async def rescored(self, customers: Sequence[Rescored]) -> None:
+        """Stores what the sweep or a re-tier decided; the customers' states stay."""
+        if customers:
+            await self._session.execute(
+                _RESCORED,
+                {
+                    "ids": [c.customer_id for c in customers],
+                    "tiers": [c.tier for c in customers],
+                    "sinces": [c.tier_since for c in customers],
+                    "versions": [c.ruleset_version for c in customers],
+                    "change_ids": [c.change_id for c in customers],
+                    "dues": [c.due_day for c in customers],
+                    **_snapshots([c.snapshot for c in customers]),
                 },
             )
 
@@ -230,17 +299,53 @@ class ScorerRepository:
         ]
 
 
+def _tuple_customer(row: Any) -> StoredCustomer:
+    """From a row of `_LAZY_COLUMNS`; a stable_until of 0 means "stored before snapshots"."""
+    snapshot = Snapshot._make(row[8:]) if row[9] else None
+    return StoredCustomer(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], snapshot)
+
+
 def _customer(row: Any) -> StoredCustomer:
+    snapshot = None
+    if row.stable_until:  # 0: stored before snapshots were
+        snapshot = Snapshot(
+            row.scored_day,
+            row.stable_until,
+            row.first_day,
+            row.last_purchase_day,
+            row.frequency,
+            row.monetary,
+            row.frequency_short,
+            row.monetary_short,
+            row.interactions,
+        )
     return StoredCustomer(
         row.customer_id,
-        bytes(row.state),
+        None if row.state is None else bytes(row.state),
         row.tier,
         row.tier_since,
         row.ruleset_version,
         row.partition,
         row.due_day,
         row.change_id,
-        row.frequency,
-        row.monetary,
-        row.last_purchase_day,
+        snapshot,
     )
+
+
+def _snapshots(snapshots: Sequence[Snapshot | None]) -> dict[str, list[int | None]]:
+    """The snapshot columns' parameters; a customer without one is stored as "none"."""
+    known = [s or _NONE for s in snapshots]
+    return {
+        "frequencies": [s.frequency for s in known],
+        "monetaries": [s.monetary for s in known],
+        "frequencies_short": [s.frequency_short for s in known],
+        "monetaries_short": [s.monetary_short for s in known],
+        "interactions": [s.interactions for s in known],
+        "first_days": [s.first_day for s in known],
+        "last_purchases": [s.last_purchase for s in known],
+        "scored_days": [s.day for s in known],
+        "stable_untils": [s.stable_until for s in known],
+    }
+
+
+_NONE = Snapshot(0, 0, 0, None, 0, 0, 0, 0, 0)

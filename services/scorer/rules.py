@@ -14,8 +14,9 @@ below a cent, and rounding is monotonic), so `monetary_90d >= 100000` means what
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 import yaml
@@ -76,6 +77,14 @@ def placeholder(tier_id: str) -> Tier:
 
 
 @dataclass(frozen=True, slots=True)
+class Levels:
+    recency: Level
+    frequency: Level
+    monetary: Level
+    segment: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ruleset:
     version: str
     mode: Literal["fixed", "population"]
@@ -85,12 +94,16 @@ class Ruleset:
     # alone, so `evaluate` memoizes on their values (CEL has no side effects or clock).
     references: frozenset[str] = frozenset((*NUMBERS, *TEXTS))
     memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
-    # derived once, at construction: the memo key's order and the tiers by id
-    reference_order: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    # derived once, at construction: the memo key's parts and the tiers by id
+    feature_key: Callable[[Features], object] = field(init=False, compare=False, repr=False)
+    level_key: Callable[[Levels], object] = field(init=False, compare=False, repr=False)
     tier_index: Mapping[str, Tier] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reference_order", tuple(sorted(self.references)))
+        numbers = sorted(self.references & set(NUMBERS))
+        texts = sorted(_LEVEL_FIELDS[name] for name in self.references & set(TEXTS))
+        object.__setattr__(self, "feature_key", attrgetter(*numbers) if numbers else _nothing)
+        object.__setattr__(self, "level_key", attrgetter(*texts) if texts else _nothing)
         object.__setattr__(self, "tier_index", {tier.id: tier for tier in self.tiers})
 
     def tier(self, tier_id: str) -> Tier | None:
@@ -98,17 +111,16 @@ class Ruleset:
 
 
 @dataclass(frozen=True, slots=True)
-class Levels:
-    recency: Level
-    frequency: Level
-    monetary: Level
-    segment: str
-
-
-@dataclass(frozen=True, slots=True)
 class Match:
     tier: Tier
     levels: Levels
+
+
+_LEVEL_FIELDS = {"segment": "segment", "r": "recency", "f": "frequency", "m": "monetary"}
+
+
+def _nothing(_: object) -> None:
+    return None
 
 
 class RulesetError(ValueError):
@@ -129,9 +141,10 @@ def levels(features: Features, thresholds: Thresholds) -> Levels:
     )
     f: Level = "high" if features.frequency >= thresholds.frequency else "low"
     m: Level = "high" if features.monetary >= thresholds.monetary else "low"
-    return Levels(r, f, m, SEGMENTS[(r, f, m)])
+    return _LEVELS[(r, f, m)]
 
 
+_LEVELS = {key: Levels(*key, segment) for key, segment in SEGMENTS.items()}
 MEMO_SIZE = 100_000
 _NONE = -1
 
@@ -139,10 +152,10 @@ _NONE = -1
 def evaluate(ruleset: Ruleset, features: Features, thresholds: Thresholds) -> Match | None:
     """The first tier whose condition holds, or None when none does."""
     found = levels(features, thresholds)
-    data = activation(features, found)
-    key = tuple([data[name] for name in ruleset.reference_order])
+    key = (ruleset.feature_key(features), ruleset.level_key(found))
     index = ruleset.memo.get(key)
     if index is None:
+        data = activation(features, found)
         index = next((i for i, tier in enumerate(ruleset.tiers) if _holds(tier, data)), _NONE)
         if len(ruleset.memo) >= MEMO_SIZE:
             ruleset.memo.clear()

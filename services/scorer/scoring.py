@@ -11,12 +11,14 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from schemas.v1 import tiers as contract
 from services.scorer.rfm import CustomerState, Fact, Features, Windows, apply, features
 from services.scorer.rules import Levels, Ruleset, Thresholds, Tier, evaluate
+from services.scorer.snapshot import FOREVER, Snapshot, of_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class NoTier(RuntimeError):
     """No tier matched: a ruleset that passed its load-time probes missed a customer."""
 
 
-NEVER = date.max.toordinal()  # a due day for a customer time can no longer move
+NEVER = FOREVER  # a due day for a customer time can no longer move
 
 
 def score_event(
@@ -145,7 +147,30 @@ def decide(
     windows: Windows,
     now: datetime,
 ) -> tuple[Standing, Change | None]:
-    found = features(state, today, windows)
+    return judge(
+        customer_id,
+        features(state, today, windows),
+        standing,
+        cause=cause,
+        detail=detail,
+        ruleset=ruleset,
+        thresholds=thresholds,
+        now=now,
+    )
+
+
+def judge(
+    customer_id: str,
+    found: Features,
+    standing: Standing | None,
+    *,
+    cause: EventCause | ClockReason,
+    detail: str = "",
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    now: datetime,
+) -> tuple[Standing, Change | None]:
+    """The standing the features give, and the change from `standing`, if any."""
     match = evaluate(ruleset, found, thresholds)
     if match is None:
         raise NoTier(f"no tier matched customer {customer_id} under {ruleset.version}")
@@ -171,24 +196,22 @@ def decide(
 def due_day(
     state: CustomerState, today: int, *, ruleset: Ruleset, thresholds: Thresholds, windows: Windows
 ) -> int:
-    """The first day after `today` on which time alone could change the customer's tier:
-    a day leaves a window (d is in a W-day window until d + W), or recency crosses the R
-    threshold. Conditions that read recency_days or tenure_days can change any day. Early
-    is safe (the customer is only evaluated again); late would miss a change."""
+    """The first day after `today` on which time alone could change the customer's tier."""
+    return due_from(of_state(state, today, windows), today, ruleset=ruleset, thresholds=thresholds)
+
+
+def due_from(snap: Snapshot, today: int, *, ruleset: Ruleset, thresholds: Thresholds) -> int:
+    """`due_day` from a snapshot that covers `today`: a day leaves a window (the snapshot's
+    `stable_until`), or recency crosses the R threshold. Conditions that read recency_days
+    or tenure_days can change any day. Early is safe (the customer is only evaluated again);
+    late would miss a change."""
     if ruleset.references & {"recency_days", "tenure_days"}:
         return today + 1
-    due = NEVER
-    if state.last_purchase is not None:
-        crossing = state.last_purchase + thresholds.recency_days + 1
-        if crossing > today:
+    due = snap.stable_until
+    if snap.last_purchase is not None:
+        crossing = snap.last_purchase + thresholds.recency_days + 1
+        if today < crossing < due:
             due = crossing
-    for day, counts in state.days.items():
-        if counts.purchases or counts.refunded:
-            for width in (windows.main, windows.short):
-                if today < day + width < due:
-                    due = day + width
-        if counts.interactions and today < day + windows.interactions < due:
-            due = day + windows.interactions
     return due
 
 
@@ -271,6 +294,8 @@ def to_features(found: Features, zone: ZoneInfo) -> contract.Features:
     )
 
 
+@lru_cache(maxsize=4096)
 def day_start(day: int, zone: ZoneInfo) -> datetime:
-    """The instant a local day begins, in UTC."""
+    """The instant a local day begins, in UTC (cached: a re-tier asks for the same few days
+    for every change)."""
     return datetime.combine(date.fromordinal(day), time(0), zone).astimezone(UTC)

@@ -10,10 +10,14 @@ from types import MappingProxyType
 import msgspec
 
 from services.scorer.rfm import CustomerState, Day, Windows, totals_at
+from services.scorer.snapshot import Snapshot, of_rows
 
 VERSION = b"\x01"
 _Row = tuple[int, int, int, int, int]
 _Layout = tuple[int, int, int | None, int | None, list[_Row]]
+
+
+_DECODER = msgspec.msgpack.Decoder(_Layout)  # built once: a decoder per call costs more
 
 
 class UnknownStateVersion(ValueError):
@@ -38,8 +42,17 @@ def encode(state: CustomerState) -> bytes:
 def decode(data: bytes, windows: Windows) -> CustomerState:
     if data[:1] != VERSION:
         raise UnknownStateVersion(f"state version {data[:1]!r} is not {VERSION!r}")
-    first_day, anchor, last_purchase, dropped, rows = msgspec.msgpack.decode(data[1:], type=_Layout)
+    first_day, anchor, last_purchase, dropped, rows = _DECODER.decode(data[1:])
     days = MappingProxyType({row[0]: Day(*row[1:]) for row in rows})
     return CustomerState(
         first_day, anchor, days, totals_at(days, anchor, windows), last_purchase, dropped
     )
+
+
+def snapshot(data: bytes, today: int, windows: Windows) -> Snapshot:
+    """`snapshot.of_state(decode(data), today)` without building the state (the sweep's
+    and the re-tier's path for customers whose stored snapshot no longer covers the day)."""
+    if data[:1] != VERSION:
+        raise UnknownStateVersion(f"state version {data[:1]!r} is not {VERSION!r}")
+    first_day, anchor, last_purchase, _, rows = _DECODER.decode(data[1:])
+    return of_rows(first_day, anchor, last_purchase, rows, today=today, windows=windows)

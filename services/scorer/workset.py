@@ -5,7 +5,8 @@ Events, the day-boundary sweep and the re-tier after a ruleset or threshold chan
 through here, so a customer is never changed by two paths with two different copies.
 """
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,19 +15,21 @@ from zoneinfo import ZoneInfo
 from services.db.outbox import Outbox
 from services.scorer import state_codec
 from services.scorer.publisher import change_records
-from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
-from services.scorer.rfm import CustomerState, Fact, Windows, features
-from services.scorer.rules import Tier
+from services.scorer.repository import HistoryEntry, Rescored, ScorerRepository, StoredCustomer
+from services.scorer.rfm import CustomerState, Fact, Windows
+from services.scorer.rules import Tier, evaluate
 from services.scorer.scoring import (
     Change,
     ClockReason,
     EventCause,
     Standard,
     Standing,
-    due_day,
+    due_from,
+    judge,
     rescore,
     score_event,
 )
+from services.scorer.snapshot import Snapshot, of_state
 
 TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
 PAGE = 5000
@@ -60,6 +63,16 @@ class _Entry:
     due: int | None  # None: to be computed (once per batch, not once per event)
     day: int  # the day it was last evaluated at
     dirty: bool
+
+
+def snapshot_at(stored: StoredCustomer, day: int, windows: Windows) -> Snapshot:
+    """The customer's snapshot for `day`: the stored one, or one from the state when the
+    query sent it (it does when the stored snapshot does not cover the day)."""
+    if stored.state is not None:
+        return state_codec.snapshot(stored.state, day, windows)
+    if stored.snapshot is None:
+        raise ValueError(f"customer {stored.customer_id} has neither state nor snapshot")
+    return stored.snapshot
 
 
 class Workset:
@@ -132,28 +145,25 @@ class Workset:
     ) -> tuple[bool, int]:
         """Time-driven changes: customers of the partition whose due day has come, evaluated
         at `day`, at most about `budget` of them from storage; returns (none is left, how
-        many were examined). Each
-        one swept gets a later due day, so the next transaction continues where this one
-        stopped."""
+        many were examined). Each one swept gets a later due day, so the next transaction
+        continues where this one stopped."""
         self.sweep_loaded(partition, day, now)
-        after, examined = "", 0
-        while page := await self._repository.due(partition, day, after, min(PAGE, budget)):
-            self._rescore_page(page, day, now, "time_passed", str(day))
-            after = page[-1].customer_id
-            examined += len(page)
-            await self._trim(keep)
-            if len(page) < min(PAGE, budget):
-                return True, examined
-            if examined >= budget:
-                return False, examined
-        return True, examined
+
+        def due(after: str, limit: int) -> Awaitable[list[StoredCustomer]]:
+            return self._repository.due(partition, day, after, limit)
+
+        cursor, examined = await self._rescore_pages(
+            due, "", day=day, now=now, cause="time_passed", detail=str(day), budget=budget
+        )
+        await self._trim(keep)
+        return cursor is None, examined
 
     async def load_due(self, partition: int, day: int) -> None:
         """Loads the customers of the partition due by `day`, so that the sweeps of every
         day up to it (`sweep_loaded`) need no further query: a customer not loaded now is
         stored with a later due day."""
         after = ""
-        while page := await self._repository.due(partition, day, after, PAGE):
+        while page := await self._repository.due(partition, day, after, PAGE, lazy=False):
             for stored in page:
                 if stored.customer_id not in self._entries:
                     self._entries[stored.customer_id] = self._entry(stored)
@@ -184,15 +194,15 @@ class Workset:
         (a new ruleset or new population thresholds), about `budget` of them; returns where
         to continue (None when the partition is done) and how many were examined. Only
         customers whose tier or due day moved are written."""
-        examined = 0
-        while page := await self._repository.page(partition, after, min(PAGE, budget)):
-            self._rescore_page(page, day, now, cause, detail)
-            after = page[-1].customer_id
-            examined += len(page)
-            await self._trim(())
-            if examined >= budget:
-                return after, examined
-        return None, examined
+
+        def page(after: str, limit: int) -> Awaitable[list[StoredCustomer]]:
+            return self._repository.page(partition, day, after, limit)
+
+        cursor, examined = await self._rescore_pages(
+            page, after, day=day, now=now, cause=cause, detail=detail, budget=budget
+        )
+        await self._trim(())
+        return cursor, examined
 
     async def flush(self) -> None:
         """Saves the changed customers, their history and their outgoing records."""
@@ -214,15 +224,88 @@ class Workset:
         await self._outbox.add(self._topics.customer_tiers, [latest for _, latest in records])
         self.emitted += changes
 
-    def _rescore_page(
+    async def _rescore_pages(
+        self,
+        fetch: Callable[[str, int], Awaitable[list[StoredCustomer]]],
+        after: str,
+        *,
+        day: int,
+        now: datetime,
+        cause: ClockReason,
+        detail: str,
+        budget: int,
+    ) -> tuple[str | None, int]:
+        """Rescored page by page from storage (customers in memory are newer and skipped);
+        returns where to continue (None: no page left) and how many were examined. A page's
+        writes go out while the next page is computed (PostgreSQL and Python on two cores);
+        only one statement is ever in flight on the session."""
+        limit, examined = min(PAGE, budget), 0
+        moved: list[Rescored] = []
+        page = await fetch(after, limit)
+        while page:
+            writing = asyncio.create_task(self._repository.rescored(moved)) if moved else None
+            await asyncio.sleep(0)  # the write is sent before the computing starts
+            try:
+                moved = self._rescore_rows(page, day, now, cause, detail)
+            finally:
+                if writing is not None:
+                    await writing
+            after, examined = page[-1].customer_id, examined + len(page)
+            if len(page) < limit:
+                break
+            if examined >= budget:
+                await self._repository.rescored(moved)
+                return after, examined
+            page = await fetch(after, limit)
+        await self._repository.rescored(moved)
+        return None, examined
+
+    def _rescore_rows(
         self, page: list[StoredCustomer], day: int, now: datetime, cause: ClockReason, detail: str
-    ) -> None:
+    ) -> list[Rescored]:
+        """Customers are rescored from their row (their snapshot, or their state when the
+        snapshot does not cover the day); only those that moved are returned, to write."""
+        moved = []
         for stored in page:
             if stored.customer_id not in self._entries:  # else the copy in memory is newer
-                entry = self._entries[stored.customer_id] = self._entry(stored)
-                self._rescore(
-                    stored.customer_id, entry, day=day, now=now, cause=cause, detail=detail
-                )
+                one = self._rescore_stored(stored, day, now, cause, detail)
+                if one is not None:
+                    moved.append(one)
+        return moved
+
+    def _rescore_stored(
+        self, stored: StoredCustomer, day: int, now: datetime, cause: ClockReason, detail: str
+    ) -> Rescored | None:
+        snap = snapshot_at(stored, day, self._scoring.windows)
+        today = max(day, snap.day)
+        found = snap.features(today)
+        ruleset, thresholds = self._standard.ruleset, self._standard.thresholds
+        due = due_from(snap, today, ruleset=ruleset, thresholds=thresholds)
+        if cause != "time_passed" and due >= stored.due_day and stored.state is None:
+            match = evaluate(ruleset, found, thresholds)
+            if match is not None and match.tier.id == stored.tier:
+                return None  # the tier stands, the due day is no earlier, the snapshot is stored
+        standing, change = judge(
+            stored.customer_id,
+            found,
+            self._standing(stored),
+            cause=cause,
+            detail=detail,
+            ruleset=ruleset,
+            thresholds=thresholds,
+            now=now,
+        )
+        if change is not None:
+            self._changes.append(change)
+        return Rescored(
+            stored.customer_id,
+            standing.tier.id,
+            standing.since,
+            standing.ruleset_version,
+            stored.change_id if change is None else change.change_id,
+            due,
+            snap,
+        )
 
     def _rescore(
         self,
@@ -267,26 +350,31 @@ class Workset:
             entry.due = self._due(entry.state, entry.day)
         return entry.due
 
-    def _due(self, state: CustomerState, today: int) -> int:
-        return due_day(
-            state,
-            today,
+    def _due(self, state: CustomerState, today: int, snap: Snapshot | None = None) -> int:
+        if snap is None:
+            snap = of_state(state, today, self._scoring.windows)
+        return due_from(
+            snap,
+            max(today, state.anchor),
             ruleset=self._standard.ruleset,
             thresholds=self._standard.thresholds,
-            windows=self._scoring.windows,
         )
 
+    def _standing(self, stored: StoredCustomer) -> Standing | None:
+        if stored.tier is None or stored.tier_since is None:
+            return None
+        version = stored.ruleset_version or self._standard.ruleset.version
+        return Standing(self._tiers(version, stored.tier), stored.tier_since, version)
+
     def _entry(self, stored: StoredCustomer) -> _Entry:
-        standing = None
-        if stored.tier is not None and stored.tier_since is not None:
-            version = stored.ruleset_version or self._standard.ruleset.version
-            standing = Standing(self._tiers(version, stored.tier), stored.tier_since, version)
+        if stored.state is None:
+            raise ValueError(f"customer {stored.customer_id} was loaded without its state")
         state = state_codec.decode(stored.state, self._scoring.windows)
         return _Entry(
             stored.partition,
             state,
             stored.state,
-            standing,
+            self._standing(stored),
             stored.change_id,
             stored.due_day,
             state.anchor,
@@ -296,7 +384,9 @@ class Workset:
     def _stored(self, customer_id: str, entry: _Entry) -> StoredCustomer:
         encoded = entry.encoded or state_codec.encode(entry.state)
         entry.encoded = encoded
-        found = features(entry.state, entry.day, self._scoring.windows)
+        snap = of_state(entry.state, entry.day, self._scoring.windows)
+        if entry.due is None:
+            entry.due = self._due(entry.state, entry.day, snap)
         standing = entry.standing
         return StoredCustomer(
             customer_id,
@@ -305,9 +395,7 @@ class Workset:
             None if standing is None else standing.since,
             None if standing is None else standing.ruleset_version,
             entry.partition,
-            self._due_of(entry),
+            entry.due,
             entry.change_id,
-            found.frequency,
-            found.monetary,
-            None if found.recency_days is None else found.day - found.recency_days,
+            snap,
         )
