@@ -7,7 +7,9 @@
 - latency: ingest's 202 to the tier change on the topic, at a steady 5,000 events/s, every
   event a new customer (so every event makes a change);
 - re-tier: a new ruleset activated over 1,000,000 stored customers, to every partition done;
-- sweep: a day boundary with 1,000,000 customers due, to every partition swept.
+- sweep: a day boundary with 1,000,000 customers due, to every partition swept. Every
+  customer is genuinely due (a purchase leaves the 90-day window that day), so every
+  stored snapshot ends and every state is decoded: the worst case, not the usual day.
 """
 
 import asyncio

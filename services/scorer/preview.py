@@ -18,10 +18,11 @@ from services.scorer import rules
 from services.scorer.control_repository import ControlRepository, StoredRuleset
 from services.scorer.facts import local_day
 from services.scorer.repository import ScorerRepository
+from services.scorer.rescoring import PAGE, snapshot_at
 from services.scorer.rulebook import Population
 from services.scorer.rules import Ruleset, Thresholds
 from services.scorer.scoring import Standing, judge
-from services.scorer.workset import PAGE, Scoring, snapshot_at
+from services.scorer.workset import Scoring
 
 
 @dataclass

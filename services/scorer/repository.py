@@ -29,15 +29,22 @@ class StoredCustomer(NamedTuple):
     snapshot: Snapshot | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Rescored:
-    """A customer the sweep or a re-tier moved, without a new state."""
+class Rescored(NamedTuple):
+    """A customer the sweep or a re-tier moved to another tier (the state stays)."""
 
     customer_id: str
     tier: str
     tier_since: datetime
     ruleset_version: str
     change_id: str | None
+    due_day: int
+    snapshot: Snapshot
+
+
+class Rescheduled(NamedTuple):
+    """A customer the sweep or a re-tier left in its tier, with a new due day or snapshot."""
+
+    customer_id: str
     due_day: int
     snapshot: Snapshot
 
@@ -137,6 +144,24 @@ _RESCORED = text("""
         AS u(customer_id, tier, tier_since, ruleset_version, change_id, due_day, frequency,
              monetary, frequency_short, monetary_short, interactions, first_day,
              last_purchase_day, scored_day, stable_until)
+    WHERE c.customer_id = u.customer_id
+""")
+_RESCHEDULED = text("""
+    UPDATE customers c SET
+        due_day = u.due_day, frequency = u.frequency, monetary = u.monetary,
+        frequency_short = u.frequency_short, monetary_short = u.monetary_short,
+        interactions = u.interactions, first_day = u.first_day,
+        last_purchase_day = u.last_purchase_day, scored_day = u.scored_day,
+        stable_until = u.stable_until, updated_at = now()
+    FROM unnest(
+        CAST(:ids AS text[]), CAST(:dues AS int[]),
+        CAST(:frequencies AS int[]), CAST(:monetaries AS bigint[]),
+        CAST(:frequencies_short AS int[]), CAST(:monetaries_short AS bigint[]),
+        CAST(:interactions AS int[]), CAST(:first_days AS int[]),
+        CAST(:last_purchases AS int[]), CAST(:scored_days AS int[]),
+        CAST(:stable_untils AS int[]))
+        AS u(customer_id, due_day, frequency, monetary, frequency_short, monetary_short,
+             interactions, first_day, last_purchase_day, scored_day, stable_until)
     WHERE c.customer_id = u.customer_id
 """)
 _BY_TIER = text("""
@@ -248,19 +273,30 @@ class ScorerRepository:
                 },
             )
 
-    async def rescored(self, customers: Sequence[Rescored]) -> None:
+    async def rescored(self, customers: Sequence[Rescored | Rescheduled]) -> None:
         """Stores what the sweep or a re-tier decided; the customers' states stay."""
-        if customers:
+        moved = [c for c in customers if isinstance(c, Rescored)]
+        if moved:
             await self._session.execute(
                 _RESCORED,
                 {
-                    "ids": [c.customer_id for c in customers],
-                    "tiers": [c.tier for c in customers],
-                    "sinces": [c.tier_since for c in customers],
-                    "versions": [c.ruleset_version for c in customers],
-                    "change_ids": [c.change_id for c in customers],
-                    "dues": [c.due_day for c in customers],
-                    **_snapshots([c.snapshot for c in customers]),
+                    "ids": [c.customer_id for c in moved],
+                    "tiers": [c.tier for c in moved],
+                    "sinces": [c.tier_since for c in moved],
+                    "versions": [c.ruleset_version for c in moved],
+                    "change_ids": [c.change_id for c in moved],
+                    "dues": [c.due_day for c in moved],
+                    **_snapshots([c.snapshot for c in moved]),
+                },
+            )
+        kept = [c for c in customers if isinstance(c, Rescheduled)]
+        if kept:
+            await self._session.execute(
+                _RESCHEDULED,
+                {
+                    "ids": [c.customer_id for c in kept],
+                    "dues": [c.due_day for c in kept],
+                    **_snapshots([c.snapshot for c in kept]),
                 },
             )
 

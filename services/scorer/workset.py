@@ -5,8 +5,7 @@ Events, the day-boundary sweep and the re-tier after a ruleset or threshold chan
 through here, so a customer is never changed by two paths with two different copies.
 """
 
-import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,9 +14,13 @@ from zoneinfo import ZoneInfo
 from services.db.outbox import Outbox
 from services.scorer import state_codec
 from services.scorer.publisher import change_records
-from services.scorer.repository import HistoryEntry, Rescored, ScorerRepository, StoredCustomer
+from services.scorer.repository import (
+    HistoryEntry,
+    ScorerRepository,
+    StoredCustomer,
+)
+from services.scorer.rescoring import PAGE, Rescorer, TierLookup, standing_of
 from services.scorer.rfm import CustomerState, Fact, Windows
-from services.scorer.rules import Tier, evaluate
 from services.scorer.scoring import (
     Change,
     ClockReason,
@@ -25,14 +28,11 @@ from services.scorer.scoring import (
     Standard,
     Standing,
     due_from,
-    judge,
     rescore,
     score_event,
 )
 from services.scorer.snapshot import Snapshot, of_state
 
-TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
-PAGE = 5000
 KEEP_AT_MOST = 20_000  # entries held in memory before clean ones are dropped
 
 
@@ -63,16 +63,6 @@ class _Entry:
     due: int | None  # None: to be computed (once per batch, not once per event)
     day: int  # the day it was last evaluated at
     dirty: bool
-
-
-def snapshot_at(stored: StoredCustomer, day: int, windows: Windows) -> Snapshot:
-    """The customer's snapshot for `day`: the stored one, or one from the state when the
-    query sent it (it does when the stored snapshot does not cover the day)."""
-    if stored.state is not None:
-        return state_codec.snapshot(stored.state, day, windows)
-    if stored.snapshot is None:
-        raise ValueError(f"customer {stored.customer_id} has neither state nor snapshot")
-    return stored.snapshot
 
 
 class Workset:
@@ -152,7 +142,7 @@ class Workset:
         def due(after: str, limit: int) -> Awaitable[list[StoredCustomer]]:
             return self._repository.due(partition, day, after, limit)
 
-        cursor, examined = await self._rescore_pages(
+        cursor, examined = await self._rescorer().pages(
             due, "", day=day, now=now, cause="time_passed", detail=str(day), budget=budget
         )
         await self._trim(keep)
@@ -198,7 +188,7 @@ class Workset:
         def page(after: str, limit: int) -> Awaitable[list[StoredCustomer]]:
             return self._repository.page(partition, day, after, limit)
 
-        cursor, examined = await self._rescore_pages(
+        cursor, examined = await self._rescorer().pages(
             page, after, day=day, now=now, cause=cause, detail=detail, budget=budget
         )
         await self._trim(())
@@ -223,89 +213,6 @@ class Workset:
         await self._outbox.add(self._topics.tier_changes, [changed for changed, _ in records])
         await self._outbox.add(self._topics.customer_tiers, [latest for _, latest in records])
         self.emitted += changes
-
-    async def _rescore_pages(
-        self,
-        fetch: Callable[[str, int], Awaitable[list[StoredCustomer]]],
-        after: str,
-        *,
-        day: int,
-        now: datetime,
-        cause: ClockReason,
-        detail: str,
-        budget: int,
-    ) -> tuple[str | None, int]:
-        """Rescored page by page from storage (customers in memory are newer and skipped);
-        returns where to continue (None: no page left) and how many were examined. A page's
-        writes go out while the next page is computed (PostgreSQL and Python on two cores);
-        only one statement is ever in flight on the session."""
-        limit, examined = min(PAGE, budget), 0
-        moved: list[Rescored] = []
-        page = await fetch(after, limit)
-        while page:
-            writing = asyncio.create_task(self._repository.rescored(moved)) if moved else None
-            await asyncio.sleep(0)  # the write is sent before the computing starts
-            try:
-                moved = self._rescore_rows(page, day, now, cause, detail)
-            finally:
-                if writing is not None:
-                    await writing
-            after, examined = page[-1].customer_id, examined + len(page)
-            if len(page) < limit:
-                break
-            if examined >= budget:
-                await self._repository.rescored(moved)
-                return after, examined
-            page = await fetch(after, limit)
-        await self._repository.rescored(moved)
-        return None, examined
-
-    def _rescore_rows(
-        self, page: list[StoredCustomer], day: int, now: datetime, cause: ClockReason, detail: str
-    ) -> list[Rescored]:
-        """Customers are rescored from their row (their snapshot, or their state when the
-        snapshot does not cover the day); only those that moved are returned, to write."""
-        moved = []
-        for stored in page:
-            if stored.customer_id not in self._entries:  # else the copy in memory is newer
-                one = self._rescore_stored(stored, day, now, cause, detail)
-                if one is not None:
-                    moved.append(one)
-        return moved
-
-    def _rescore_stored(
-        self, stored: StoredCustomer, day: int, now: datetime, cause: ClockReason, detail: str
-    ) -> Rescored | None:
-        snap = snapshot_at(stored, day, self._scoring.windows)
-        today = max(day, snap.day)
-        found = snap.features(today)
-        ruleset, thresholds = self._standard.ruleset, self._standard.thresholds
-        due = due_from(snap, today, ruleset=ruleset, thresholds=thresholds)
-        if cause != "time_passed" and due >= stored.due_day and stored.state is None:
-            match = evaluate(ruleset, found, thresholds)
-            if match is not None and match.tier.id == stored.tier:
-                return None  # the tier stands, the due day is no earlier, the snapshot is stored
-        standing, change = judge(
-            stored.customer_id,
-            found,
-            self._standing(stored),
-            cause=cause,
-            detail=detail,
-            ruleset=ruleset,
-            thresholds=thresholds,
-            now=now,
-        )
-        if change is not None:
-            self._changes.append(change)
-        return Rescored(
-            stored.customer_id,
-            standing.tier.id,
-            standing.since,
-            standing.ruleset_version,
-            stored.change_id if change is None else change.change_id,
-            due,
-            snap,
-        )
 
     def _rescore(
         self,
@@ -340,6 +247,16 @@ class Workset:
             entry.day = today
         entry.due = due
 
+    def _rescorer(self) -> Rescorer:
+        return Rescorer(
+            self._repository,
+            windows=self._scoring.windows,
+            standard=self._standard,
+            tiers=self._tiers,
+            newer=self._entries.keys(),
+            changes=self._changes,
+        )
+
     async def _trim(self, keep: Collection[str]) -> None:
         if len(self._entries) > KEEP_AT_MOST:
             await self.flush()
@@ -360,12 +277,6 @@ class Workset:
             thresholds=self._standard.thresholds,
         )
 
-    def _standing(self, stored: StoredCustomer) -> Standing | None:
-        if stored.tier is None or stored.tier_since is None:
-            return None
-        version = stored.ruleset_version or self._standard.ruleset.version
-        return Standing(self._tiers(version, stored.tier), stored.tier_since, version)
-
     def _entry(self, stored: StoredCustomer) -> _Entry:
         if stored.state is None:
             raise ValueError(f"customer {stored.customer_id} was loaded without its state")
@@ -374,7 +285,7 @@ class Workset:
             stored.partition,
             state,
             stored.state,
-            self._standing(stored),
+            standing_of(stored, self._standard, self._tiers),
             stored.change_id,
             stored.due_day,
             state.anchor,

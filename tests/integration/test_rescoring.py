@@ -1,0 +1,154 @@
+"""The sweep and the re-tier from stored rows (services/scorer/rescoring.py), against a real
+PostgreSQL: whether a customer is read from its snapshot or its state is decoded, after the
+sweep of day D every stored tier is the one the full state gives at D, and after a re-tier
+every stored tier is the new ruleset's."""
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from devstack import migrate
+from services.db.engine import create_engine, sessions
+from services.db.outbox import Outbox
+from services.db.unit_of_work import unit_of_work
+from services.scorer import rules, state_codec
+from services.scorer.repository import ScorerRepository, StoredCustomer
+from services.scorer.rfm import CustomerState, Fact, Windows, apply_all, features
+from services.scorer.rules import Ruleset
+from services.scorer.scoring import Standard, due_from
+from services.scorer.snapshot import of_state
+from services.scorer.workset import OutTopics, Scoring, Workset
+from tests.scorer_run import RULESETS
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+WINDOWS = Windows()
+DAY0 = 740_000
+NOW = datetime(2027, 3, 1, tzinfo=UTC)
+DEFAULT = rules.load((RULESETS / "default.yaml").read_text())
+CHEAPER = rules.load(
+    (RULESETS / "default.yaml")
+    .read_text()
+    .replace("rfm-segments-1", "rfm-segments-2")
+    .replace('monetary: "10000.00"', 'monetary: "2000.00"')
+)
+
+
+@pytest_asyncio.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url, "test")
+    yield engine
+    await engine.dispose()
+
+
+def _histories(count: int) -> dict[str, CustomerState]:
+    rng = random.Random(7)
+    out = {}
+    for n in range(count):
+        facts = [
+            Fact(
+                DAY0 - rng.choice([0, 1, 29, 30, 89, 90, 91, 200, 364, 365, rng.randrange(500)]),
+                rng.choice(["purchase", "purchase", "refund", "interaction"]),
+                rng.randrange(1, 3_000_000),
+            )
+            for _ in range(rng.randrange(1, 6))
+        ]
+        state = apply_all(
+            None, [f if f.kind != "interaction" else Fact(f.day, f.kind) for f in facts], WINDOWS
+        )
+        assert state is not None
+        out[f"C-{n:04d}"] = state
+    return out
+
+
+def _tier(ruleset: Ruleset, state: CustomerState, day: int) -> str:
+    match = rules.evaluate(
+        ruleset, features(state, max(day, state.anchor), WINDOWS), ruleset.thresholds
+    )
+    assert match is not None
+    return match.tier.id
+
+
+def _row(customer: str, state: CustomerState, *, legacy: bool) -> StoredCustomer:
+    snap = of_state(state, DAY0, WINDOWS)
+    due = due_from(snap, DAY0, ruleset=DEFAULT, thresholds=DEFAULT.thresholds)
+    return StoredCustomer(
+        customer,
+        state_codec.encode(state),
+        _tier(DEFAULT, state, DAY0),
+        NOW,
+        DEFAULT.version,
+        0,
+        due,
+        None,
+        None if legacy else snap,  # a row from before snapshots: its state must be decoded
+    )
+
+
+def _workset(session_repository: ScorerRepository, outbox: Outbox, ruleset: Ruleset) -> Workset:
+    return Workset(
+        session_repository,
+        outbox,
+        scoring=Scoring(ZoneInfo("UTC"), WINDOWS, "CNY", {}),
+        standard=Standard(ruleset, ruleset.thresholds),
+        tiers=lambda version, tier_id: (
+            DEFAULT if version == DEFAULT.version else CHEAPER
+        ).tier_index[tier_id],
+        topics=OutTopics("t.changes", "t.tiers", "t.dead"),
+    )
+
+
+async def _stored_tiers(engine: AsyncEngine, customers: list[str]) -> dict[str, str | None]:
+    async with unit_of_work(sessions(engine)) as session:
+        loaded = await ScorerRepository(session).load(customers)
+    return {c: s.tier for c, s in loaded.items()}
+
+
+async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
+    engine: AsyncEngine,
+) -> None:
+    histories = _histories(400)
+    customers = sorted(histories)
+    make = sessions(engine)
+    async with unit_of_work(make) as session:
+        await ScorerRepository(session).save(
+            [_row(c, s, legacy=i % 5 == 0) for i, (c, s) in enumerate(sorted(histories.items()))]
+        )
+    changed = 0
+    for day in (DAY0 + 1, DAY0 + 2, DAY0 + 31, DAY0 + 60):
+        changed += await _sweep(engine, DEFAULT, day)
+        stored = await _stored_tiers(engine, customers)
+        assert stored == {c: _tier(DEFAULT, histories[c], day) for c in customers}, day
+    assert changed > 10  # time did move tiers
+
+    day = DAY0 + 60
+    async with unit_of_work(make) as session:
+        work = _workset(ScorerRepository(session), Outbox(session), CHEAPER)
+        cursor, examined = await work.retier(
+            0, day, NOW, "ruleset_activated", CHEAPER.version, after="", budget=10_000
+        )
+        await work.flush()
+    assert (cursor, examined) == (None, len(customers))
+    stored = await _stored_tiers(engine, customers)
+    assert stored == {c: _tier(CHEAPER, histories[c], day) for c in customers}
+    assert any(_tier(CHEAPER, s, day) != _tier(DEFAULT, s, day) for s in histories.values())
+
+    for day in (DAY0 + 91, DAY0 + 200, DAY0 + 366):
+        await _sweep(engine, CHEAPER, day)
+        stored = await _stored_tiers(engine, customers)
+        assert stored == {c: _tier(CHEAPER, histories[c], day) for c in customers}, day
+
+
+async def _sweep(engine: AsyncEngine, ruleset: Ruleset, day: int) -> int:
+    async with unit_of_work(sessions(engine)) as session:
+        work = _workset(ScorerRepository(session), Outbox(session), ruleset)
+        done, _ = await work.sweep(0, day, NOW, budget=10_000)
+        await work.flush()
+    assert done
+    return len(work.emitted)
