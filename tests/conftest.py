@@ -1,13 +1,17 @@
 """Session-wide real infrastructure; every test gets its own topics, group or database."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack import migrate
 from devstack.kafka import run_isolated
+from services.db.engine import create_engine
 from services.kafka_io.topics import ensure_topics, tierstream_topics
 from tests import stack
 
@@ -45,6 +49,15 @@ def database_url(postgres_url: str) -> str:
     name = f"test_{uuid.uuid4().hex[:12]}"
     run_isolated(_create_database(postgres_url, name))
     return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest_asyncio.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on this test's database, migrated to the latest revision."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    engine = create_engine(database_url, "test")
+    yield engine
+    await engine.dispose()
 
 
 async def _create_database(url: str, name: str) -> None:

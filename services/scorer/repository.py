@@ -74,14 +74,15 @@ _FORGET = text("""
         WHERE seen_at < clock_timestamp() - make_interval(days => :days) LIMIT :limit))
 """)
 _LOCK_FORGET = text("SELECT pg_try_advisory_xact_lock(7346212003)")
-_LOAD = text("""
+# customers are read with asyncpg itself (positional parameters, tuples out): the re-tier
+# and the sweep read every customer, and the ORM's rows cost more than the query. The
+# columns of all three reads are in `_customer`'s order.
+_LOAD = """
     SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
-           frequency, monetary, frequency_short, monetary_short, interactions, first_day,
-           last_purchase_day, scored_day, stable_until
-    FROM customers WHERE customer_id = ANY(:ids)
-""")
-# page and due are read with asyncpg itself (positional parameters, tuples out): the
-# re-tier and the sweep read every customer, and the ORM's rows cost more than the query.
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE customer_id = ANY($1)
+"""
 # The state is only sent when the stored snapshot does not cover the day ($2) and $5 allows.
 _DUE = """
     SELECT customer_id,
@@ -233,8 +234,9 @@ class ScorerRepository:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
-        rows = await self._session.execute(_LOAD, {"ids": list(customer_ids)})
-        return {row.customer_id: _customer(row) for row in rows}
+        driver = await driver_connection(self._session)
+        rows = await driver.fetch(_LOAD, list(customer_ids))
+        return {row[0]: _customer(row) for row in rows}
 
     async def due(
         self, partition: int, day: int, after: str = "", limit: int = 5000, *, lazy: bool = True
@@ -244,7 +246,7 @@ class ScorerRepository:
         rows = await (await driver_connection(self._session)).fetch(
             _DUE, partition, day, after, limit, lazy
         )
-        return [_tuple_customer(row) for row in rows]
+        return [_customer(row) for row in rows]
 
     async def page(
         self, partition: int, day: int, after: str = "", limit: int = 5000
@@ -254,7 +256,7 @@ class ScorerRepository:
         rows = await (await driver_connection(self._session)).fetch(
             _PAGE, partition, day, after, limit, True
         )
-        return [_tuple_customer(row) for row in rows]
+        return [_customer(row) for row in rows]
 
     async def save(self, customers: Sequence[StoredCustomer]) -> None:
         if customers:
@@ -280,24 +282,18 @@ class ScorerRepository:
             await self._session.execute(
                 _RESCORED,
                 {
-                    "ids": [c.customer_id for c in moved],
                     "tiers": [c.tier for c in moved],
                     "sinces": [c.tier_since for c in moved],
                     "versions": [c.ruleset_version for c in moved],
                     "change_ids": [c.change_id for c in moved],
-                    "dues": [c.due_day for c in moved],
-                    **_snapshots([c.snapshot for c in moved]),
+                    **_scheduled(moved),
                 },
             )
         kept = [c for c in customers if isinstance(c, Rescheduled)]
         if kept:
             await self._session.execute(
                 _RESCHEDULED,
-                {
-                    "ids": [c.customer_id for c in kept],
-                    "dues": [c.due_day for c in kept],
-                    **_snapshots([c.snapshot for c in kept]),
-                },
+                _scheduled(kept),
             )
 
     async def in_tier(self, tier: str, after: str, limit: int) -> list[tuple[str, datetime]]:
@@ -335,37 +331,20 @@ class ScorerRepository:
         ]
 
 
-def _tuple_customer(row: Any) -> StoredCustomer:
-    """From a row of `_LAZY_COLUMNS`; a stable_until of 0 means "stored before snapshots"."""
+def _customer(row: Any) -> StoredCustomer:
+    """From a row of `_LOAD`, `_DUE` or `_PAGE`; a stable_until of 0 means "stored before
+    snapshots were" (no snapshot)."""
     snapshot = Snapshot._make(row[8:]) if row[9] else None
     return StoredCustomer(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], snapshot)
 
 
-def _customer(row: Any) -> StoredCustomer:
-    snapshot = None
-    if row.stable_until:  # 0: stored before snapshots were
-        snapshot = Snapshot(
-            row.scored_day,
-            row.stable_until,
-            row.first_day,
-            row.last_purchase_day,
-            row.frequency,
-            row.monetary,
-            row.frequency_short,
-            row.monetary_short,
-            row.interactions,
-        )
-    return StoredCustomer(
-        row.customer_id,
-        None if row.state is None else bytes(row.state),
-        row.tier,
-        row.tier_since,
-        row.ruleset_version,
-        row.partition,
-        row.due_day,
-        row.change_id,
-        snapshot,
-    )
+def _scheduled(customers: Sequence[Rescored | Rescheduled]) -> dict[str, list[Any]]:
+    """The parameters every rescored customer has: id, due day, snapshot."""
+    return {
+        "ids": [c.customer_id for c in customers],
+        "dues": [c.due_day for c in customers],
+        **_snapshots([c.snapshot for c in customers]),
+    }
 
 
 def _snapshots(snapshots: Sequence[Snapshot | None]) -> dict[str, list[int | None]]:

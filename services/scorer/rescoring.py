@@ -27,8 +27,8 @@ def snapshot_at(stored: StoredCustomer, day: int, windows: Windows) -> Snapshot:
     query sent it (it does when the stored snapshot does not cover the day)."""
     if stored.state is not None:
         return state_codec.snapshot(stored.state, day, windows)
-    if stored.snapshot is None:
-        raise ValueError(f"customer {stored.customer_id} has neither state nor snapshot")
+    if stored.snapshot is None or not stored.snapshot.covers(day):
+        raise ValueError(f"customer {stored.customer_id} came without its state for day {day}")
     return stored.snapshot
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from schemas.v1 import tiers as contract
 from services.scorer.rfm import CustomerState, Fact, Features, Windows, apply, features
 from services.scorer.rules import Levels, Ruleset, Thresholds, Tier, evaluate
-from services.scorer.snapshot import FOREVER, Snapshot, of_state
+from services.scorer.snapshot import Snapshot, of_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,6 @@ class NoTier(RuntimeError):
     """No tier matched: a ruleset that passed its load-time probes missed a customer."""
 
 
-NEVER = FOREVER  # a due day for a customer time can no longer move
-
-
 def score_event(
     customer_id: str,
     state: CustomerState | None,
@@ -90,15 +87,13 @@ def score_event(
 ) -> tuple[CustomerState, Standing, Change | None]:
     """The state after one more event, and the tier change it causes, if any."""
     state = apply(state, fact, windows)
-    standing, change = decide(
+    standing, change = judge(
         customer_id,
-        state,
+        features(state, max(clock_day, state.anchor), windows),
         standing,
-        today=max(clock_day, state.anchor),
         cause=cause,
         ruleset=ruleset,
         thresholds=thresholds,
-        windows=windows,
         now=now,
     )
     return state, standing, change
@@ -120,36 +115,9 @@ def rescore(
     """The tier at `day` (or the customer's latest day, if later) with nothing new but time,
     the ruleset or the thresholds; `detail` names what moved (the day, the version, the
     thresholds), so a change's id is the same however often it is computed."""
-    return decide(
-        customer_id,
-        state,
-        standing,
-        today=max(day, state.anchor),
-        cause=cause,
-        detail=detail,
-        ruleset=ruleset,
-        thresholds=thresholds,
-        windows=windows,
-        now=now,
-    )
-
-
-def decide(
-    customer_id: str,
-    state: CustomerState,
-    standing: Standing | None,
-    *,
-    today: int,
-    cause: EventCause | ClockReason,
-    detail: str = "",
-    ruleset: Ruleset,
-    thresholds: Thresholds,
-    windows: Windows,
-    now: datetime,
-) -> tuple[Standing, Change | None]:
     return judge(
         customer_id,
-        features(state, today, windows),
+        features(state, max(day, state.anchor), windows),
         standing,
         cause=cause,
         detail=detail,

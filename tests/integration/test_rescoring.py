@@ -3,18 +3,14 @@ PostgreSQL: whether a customer is read from its snapshot or its state is decoded
 sweep of day D every stored tier is the one the full state gives at D, and after a re-tier
 every stored tier is the new ruleset's."""
 
-import asyncio
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from devstack import migrate
-from services.db.engine import create_engine, sessions
+from services.db.engine import sessions
 from services.db.outbox import Outbox
 from services.db.unit_of_work import unit_of_work
 from services.scorer import rules, state_codec
@@ -37,14 +33,6 @@ CHEAPER = rules.load(
     .replace("rfm-segments-1", "rfm-segments-2")
     .replace('monetary: "10000.00"', 'monetary: "2000.00"')
 )
-
-
-@pytest_asyncio.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    engine = create_engine(database_url, "test")
-    yield engine
-    await engine.dispose()
 
 
 def _histories(count: int) -> dict[str, CustomerState]:

@@ -1,30 +1,18 @@
 """The scorer's storage against a real PostgreSQL."""
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from devstack import migrate
-from services.db.engine import create_engine, sessions
+from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
 from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate.upgrade, database_url)
-    engine = create_engine(database_url, "test")
-    yield engine
-    await engine.dispose()
 
 
 async def test_events_are_new_then_duplicates_or_conflicts(engine: AsyncEngine) -> None:
