@@ -7,13 +7,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench import ingest, machine, scorer
+from bench.figure import Figure
 from bench.ingest import Figures
 from tests.stack import local_broker, postgres
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def ingest_figures(report: dict[str, Figures]) -> list[scorer.Figure]:
+def ingest_figures(report: dict[str, Figures]) -> list[Figure]:
     """Ingest's figures in the report's one shape, each beside the raw producer."""
     raw = report["raw"]
     out = []
@@ -22,7 +23,7 @@ def ingest_figures(report: dict[str, Figures]) -> list[scorer.Figure]:
         if key.startswith("batched"):
             target = ">= 50,000 events/s and >= 50% of raw"
         out.append(
-            scorer.Figure(
+            Figure(
                 f"{'' if fig.name.startswith('ingest') else 'ingest: '}{fig.name} "
                 f"({fig.events:,} events in {fig.seconds:.2f} s)",
                 fig.rate,
@@ -35,7 +36,7 @@ def ingest_figures(report: dict[str, Figures]) -> list[scorer.Figure]:
     return out
 
 
-def table(figures: list[scorer.Figure]) -> str:
+def table(figures: list[Figure]) -> str:
     header = [
         "| benchmark | figure | baseline | ratio | target |",
         "|---|---:|---|---:|---|",
@@ -66,8 +67,7 @@ def main() -> int:
     )
     figures = ingest_figures(report) if report else []
     figures += [
-        scorer.Figure(f"scorer: {f.name}", f.value, f.unit, f.baseline, f.ratio, f.target)
-        for f in scored
+        Figure(f"scorer: {f.name}", f.value, f.unit, f.baseline, f.ratio, f.target) for f in scored
     ]
     markdown += f"\nScorer workloads at scale {scorer.SCALE:g}.\n\n{table(figures)}\n"
     RESULTS.mkdir(exist_ok=True)

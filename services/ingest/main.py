@@ -6,7 +6,6 @@ the metrics of all of them are summed (prometheus_client multiprocess mode).
 """
 
 import asyncio
-import gc
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from services.ingest.publisher import EventPublisher
 from services.ingest.settings import IngestSettings
 from services.kafka_io.producer import safe_producer
 from services.logs import configure_logging
+from services.web.serve import settle_heap
 
 log = structlog.get_logger()
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -49,7 +49,7 @@ def build(settings: IngestSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_producer(producer, settings.startup_timeout_seconds)
-        gc.freeze()  # start-up objects live forever: keep them out of every collection
+        settle_heap()
         log.info(
             "ingest_started",
             kafka=settings.kafka_bootstrap_servers,

@@ -42,7 +42,7 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.retries import Backoff
 from services.notifier.settings import NotifierSettings
 from services.notifier.task_repository import task_gauges
-from services.web.serve import serve
+from services.web.serve import serve, settle_heap
 
 log = structlog.get_logger()
 CHANGES, PROFILES = "notifier", "notifier-profiles"
@@ -204,6 +204,7 @@ def build(
         app.state.backend = Backend(notifier.sessions, notifier.directory, notifier.now)
         app.state.consumer = notifier.changes
         await notifier.start()
+        settle_heap()
         notifier.failed.add_done_callback(lambda _: on_failure())
         try:
             yield

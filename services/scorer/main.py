@@ -39,7 +39,7 @@ from services.scorer.rfm import Windows
 from services.scorer.rulebook import Rulebook
 from services.scorer.settings import ScorerSettings
 from services.scorer.workset import OutTopics, Scoring
-from services.web.serve import serve
+from services.web.serve import serve, settle_heap
 
 log = structlog.get_logger()
 CONSUMER = "scorer"
@@ -195,6 +195,7 @@ def build(
         app.state.queries = scorer.queries
         app.state.consumer = scorer.consumer
         await scorer.start()
+        settle_heap()
         scorer.failed.add_done_callback(lambda _: on_failure())
         try:
             yield

@@ -1,8 +1,8 @@
 """`make bench` writes one table: every figure with its baseline and ratio."""
 
 from bench.__main__ import ingest_figures, table
+from bench.figure import Figure
 from bench.ingest import Figures
-from bench.scorer import Figure
 
 
 def test_one_table_with_baselines_and_ratios() -> None:

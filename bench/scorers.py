@@ -1,0 +1,155 @@
+"""Scorer processes for the benchmarks: one or more instances of `services.scorer.main` in one
+consumer group (the way the scorer scales out: Kafka splits the partitions between them),
+each its own process, as `make up` runs one; and their databases and topics."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from devstack import migrate
+from services.db.engine import create_engine, sessions
+from services.db.unit_of_work import unit_of_work
+from services.kafka_io.topics import ensure_topics, tierstream_topics
+from tests.processes import ServiceProcess, service, wait_for
+from tests.stack import free_port
+
+PARTITIONS = 12
+# a group is settled when no partition was claimed again for this long (a rebalance
+# reaches every member within its heartbeat interval, 3 s)
+SETTLED_AFTER_S = 6.0
+
+
+@contextmanager
+def scorers(
+    bootstrap: str, url: str, prefix: str, instances: int = 1, **settings: object
+) -> Iterator[list[ServiceProcess]]:
+    """`instances` scorer processes in one new consumer group, each ready when yielded."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    with ExitStack() as stack:
+        running = [
+            stack.enter_context(_scorer(bootstrap, url, prefix, group, settings))
+            for _ in range(instances)
+        ]
+        for one in running:
+            ready(one)
+        yield running
+
+
+@contextmanager
+def _scorer(
+    bootstrap: str, url: str, prefix: str, group: str, settings: dict[str, object]
+) -> Iterator[ServiceProcess]:
+    port = free_port()
+    env = {
+        "TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TIERSTREAM_DATABASE_URL": url,
+        "TIERSTREAM_TOPIC_PREFIX": prefix,
+        "TIERSTREAM_SCORER_PORT": str(port),
+        "TIERSTREAM_SCORER_GROUP_ID": group,
+        "TIERSTREAM_LOG_LEVEL": "WARNING",
+    }
+    env |= {f"TIERSTREAM_SCORER_{name.upper()}": str(value) for name, value in settings.items()}
+    with service("services.scorer.main", port, env) as running:
+        yield running
+
+
+def ready(scorer: ServiceProcess) -> float:
+    """Waits until the scorer answers ready; returns that moment."""
+    wait_for(
+        lambda: httpx.get(f"{scorer.url}/readyz", timeout=10).status_code == 200,
+        120,
+        "the scorer did not become ready",
+    )
+    return time.monotonic()
+
+
+def settled(url: str, topic: str) -> None:
+    """Waits until every partition is claimed and the group stopped rebalancing (the claims
+    in PostgreSQL, services/db/offsets.py, are taken again on every assignment)."""
+    query = text("SELECT partition, epoch FROM consumer_offsets WHERE topic = :topic")
+
+    async def claims() -> dict[int, int]:
+        engine = create_engine(url, "bench", pool_size=1)
+        try:
+            async with unit_of_work(sessions(engine)) as session:
+                rows = await session.execute(query, {"topic": topic})
+                return {row.partition: row.epoch for row in rows}
+        finally:
+            await engine.dispose()
+
+    last: dict[int, int] = {}
+    since = time.monotonic()
+    deadline = since + 120
+    while time.monotonic() < deadline:
+        now = asyncio.run(claims())
+        if now != last:
+            last, since = now, time.monotonic()
+        elif len(now) == PARTITIONS and time.monotonic() - since >= SETTLED_AFTER_S:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the scorer group did not settle")
+
+
+def transitions(running: list[ServiceProcess]) -> int:
+    """Tier changes the instances made (their transitions counters, summed)."""
+    total = 0.0
+    for scorer in running:
+        body = httpx.get(f"{scorer.url}/metrics", timeout=10).text
+        total += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("tierstream_tier_transitions_total{")
+        )
+    return int(total)
+
+
+def rss(running: list[ServiceProcess]) -> float:
+    """The largest peak resident memory among the instances, MiB."""
+    peaks = []
+    for scorer in running:
+        status = Path(f"/proc/{scorer.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)
+
+
+def new_topics(bootstrap: str) -> str:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    asyncio.run(ensure_topics(bootstrap, tierstream_topics(prefix, PARTITIONS, PARTITIONS)))
+    return prefix
+
+
+def database(server_url: str) -> str:
+    from tests.conftest import _create_database  # noqa: PLC0415
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_database(server_url, name))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+def clone(server_url: str, url: str) -> str:
+    """A copy of the database at `url` (PostgreSQL copies its files: seconds, not a fill)."""
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    source = make_url(url).database
+
+    async def copy() -> None:
+        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        finally:
+            await engine.dispose()
+
+    asyncio.run(copy())
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
