@@ -17,8 +17,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from bench.figure import Figure
-from bench.scorers import PARTITIONS, clone, database, new_topics, rss, scorers, settled
-from bench.scorers import transitions as count_transitions
+from bench.scorers import (
+    PARTITIONS,
+    clone,
+    database,
+    new_topics,
+    rss,
+    scorers,
+    settled,
+    transitions,
+)
 from schemas.v1 import topics
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
@@ -88,7 +96,7 @@ def _measure(
             asyncio.run(_day_boundary(url, topic))
             done = _until(url, topic, lambda p: (p.swept_day or 0) >= today)
         wait_for(done, 1800, f"the {what} did not finish")
-        return time.monotonic() - started, count_transitions(running), rss(running)
+        return time.monotonic() - started, transitions(running), rss(running)
 
 
 def _cheaper_ruleset() -> str:

@@ -127,29 +127,20 @@ def new_topics(bootstrap: str) -> str:
 
 
 def database(server_url: str) -> str:
-    from tests.conftest import _create_database  # noqa: PLC0415
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create_database(server_url, name))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    """A new database, migrated."""
+    url = _new_database(server_url)
     migrate.upgrade(url)
     return url
 
 
 def clone(server_url: str, url: str) -> str:
     """A copy of the database at `url` (PostgreSQL copies its files: seconds, not a fill)."""
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+    return _new_database(server_url, template=make_url(url).database)
+
+
+def _new_database(server_url: str, template: str | None = None) -> str:
+    from tests.conftest import _create_database  # noqa: PLC0415
 
     name = f"bench_{uuid.uuid4().hex[:10]}"
-    source = make_url(url).database
-
-    async def copy() -> None:
-        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                await connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-        finally:
-            await engine.dispose()
-
-    asyncio.run(copy())
+    asyncio.run(_create_database(server_url, name, template))
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)

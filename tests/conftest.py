@@ -60,10 +60,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _create_database(url: str, name: str) -> None:
+async def _create_database(url: str, name: str, template: str | None = None) -> None:
+    """An empty database, or a copy of `template` (PostgreSQL copies its files)."""
     from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
 
+    copy = "" if template is None else f' TEMPLATE "{template}"'
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     async with engine.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
     await engine.dispose()

@@ -114,9 +114,12 @@ class Queries:
     async def customer(self, customer_id: str, as_of: datetime | None) -> CustomerAnswer | None:
         async with unit_of_work(self._sessions) as session:
             stored = (await ScorerRepository(session).load([customer_id])).get(customer_id)
-            if stored is None or stored.state is None or stored.tier is None:
-                return None
-            if stored.tier_since is None:
+            if (
+                stored is None
+                or stored.state is None
+                or stored.tier is None
+                or stored.tier_since is None
+            ):
                 return None
             clock = self._now()
             if self._clock == "event":

@@ -263,15 +263,10 @@ class ScorerRepository:
             await self._session.execute(
                 _SAVE,
                 {
-                    "ids": [c.customer_id for c in customers],
                     "states": [c.state for c in customers],
-                    "tiers": [c.tier for c in customers],
-                    "sinces": [c.tier_since for c in customers],
-                    "versions": [c.ruleset_version for c in customers],
                     "partitions": [c.partition for c in customers],
-                    "dues": [c.due_day for c in customers],
-                    "change_ids": [c.change_id for c in customers],
-                    **_snapshots([c.snapshot for c in customers]),
+                    **_standings(customers),
+                    **_scheduled(customers),
                 },
             )
 
@@ -279,22 +274,10 @@ class ScorerRepository:
         """Stores what the sweep or a re-tier decided; the customers' states stay."""
         moved = [c for c in customers if isinstance(c, Rescored)]
         if moved:
-            await self._session.execute(
-                _RESCORED,
-                {
-                    "tiers": [c.tier for c in moved],
-                    "sinces": [c.tier_since for c in moved],
-                    "versions": [c.ruleset_version for c in moved],
-                    "change_ids": [c.change_id for c in moved],
-                    **_scheduled(moved),
-                },
-            )
+            await self._session.execute(_RESCORED, {**_standings(moved), **_scheduled(moved)})
         kept = [c for c in customers if isinstance(c, Rescheduled)]
         if kept:
-            await self._session.execute(
-                _RESCHEDULED,
-                _scheduled(kept),
-            )
+            await self._session.execute(_RESCHEDULED, _scheduled(kept))
 
     async def in_tier(self, tier: str, after: str, limit: int) -> list[tuple[str, datetime]]:
         """(customer id, since) of customers in `tier`, in id order after `after`."""
@@ -338,8 +321,21 @@ def _customer(row: Any) -> StoredCustomer:
     return StoredCustomer(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], snapshot)
 
 
-def _scheduled(customers: Sequence[Rescored | Rescheduled]) -> dict[str, list[Any]]:
-    """The parameters every rescored customer has: id, due day, snapshot."""
+def _standings(customers: Sequence[StoredCustomer | Rescored]) -> dict[str, list[Any]]:
+    """The standing's parameters of a saved or rescored customer: tier, since, version and
+    the change that put it there."""
+    return {
+        "tiers": [c.tier for c in customers],
+        "sinces": [c.tier_since for c in customers],
+        "versions": [c.ruleset_version for c in customers],
+        "change_ids": [c.change_id for c in customers],
+    }
+
+
+def _scheduled(
+    customers: Sequence[StoredCustomer | Rescored | Rescheduled],
+) -> dict[str, list[Any]]:
+    """The parameters every saved or rescored customer has: id, due day, snapshot."""
     return {
         "ids": [c.customer_id for c in customers],
         "dues": [c.due_day for c in customers],

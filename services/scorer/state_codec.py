@@ -17,7 +17,8 @@ _Row = tuple[int, int, int, int, int]
 _Layout = tuple[int, int, int | None, int | None, list[_Row]]
 
 
-_DECODER = msgspec.msgpack.Decoder(_Layout)  # built once: a decoder per call costs more
+# built once: a decoder per call costs more
+_DECODER: msgspec.msgpack.Decoder[_Layout] = msgspec.msgpack.Decoder(_Layout)
 
 
 class UnknownStateVersion(ValueError):
@@ -39,10 +40,14 @@ def encode(state: CustomerState) -> bytes:
     return VERSION + msgspec.msgpack.encode(layout)
 
 
-def decode(data: bytes, windows: Windows) -> CustomerState:
+def _layout(data: bytes) -> _Layout:
     if data[:1] != VERSION:
         raise UnknownStateVersion(f"state version {data[:1]!r} is not {VERSION!r}")
-    first_day, anchor, last_purchase, dropped, rows = _DECODER.decode(data[1:])
+    return _DECODER.decode(data[1:])
+
+
+def decode(data: bytes, windows: Windows) -> CustomerState:
+    first_day, anchor, last_purchase, dropped, rows = _layout(data)
     days = MappingProxyType({row[0]: Day(*row[1:]) for row in rows})
     return CustomerState(
         first_day, anchor, days, totals_at(days, anchor, windows), last_purchase, dropped
@@ -52,7 +57,5 @@ def decode(data: bytes, windows: Windows) -> CustomerState:
 def snapshot(data: bytes, today: int, windows: Windows) -> Snapshot:
     """`snapshot.of_state(decode(data), today)` without building the state (the sweep's
     and the re-tier's path for customers whose stored snapshot no longer covers the day)."""
-    if data[:1] != VERSION:
-        raise UnknownStateVersion(f"state version {data[:1]!r} is not {VERSION!r}")
-    first_day, anchor, last_purchase, _, rows = _DECODER.decode(data[1:])
+    first_day, anchor, last_purchase, _, rows = _layout(data)
     return of_rows(first_day, anchor, last_purchase, rows, today=today, windows=windows)

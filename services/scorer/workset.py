@@ -14,11 +14,7 @@ from zoneinfo import ZoneInfo
 from services.db.outbox import Outbox
 from services.scorer import state_codec
 from services.scorer.publisher import change_records
-from services.scorer.repository import (
-    HistoryEntry,
-    ScorerRepository,
-    StoredCustomer,
-)
+from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
 from services.scorer.rescoring import PAGE, Rescorer, TierLookup, standing_of
 from services.scorer.rfm import CustomerState, Fact, Windows
 from services.scorer.scoring import (
