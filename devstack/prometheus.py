@@ -1,10 +1,10 @@
-"""Prometheus for `make up`: Debian's package binary, scraping the three services on their
-local ports, with the alert rules of deploy/prometheus; data in the state directory."""
+"""Prometheus for `make up`: Debian's package binary, scraping the services' instances on
+their local ports, with the alert rules of deploy/prometheus; data in the state directory."""
 
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -13,27 +13,31 @@ import yaml
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules"
 
 
-def config(ports: Mapping[str, int], scrape_s: float = 2.0) -> str:
+def config(targets: Mapping[str, Sequence[int]], scrape_s: float = 2.0) -> str:
+    """One job per service, one target per instance."""
     return yaml.safe_dump(
         {
             "global": {"scrape_interval": f"{scrape_s:g}s", "evaluation_interval": "5s"},
             "rule_files": [str(RULES / "*.yml")],
             "scrape_configs": [
-                {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                for name, port in ports.items()
+                {
+                    "job_name": name,
+                    "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in ports]}],
+                }
+                for name, ports in targets.items()
             ],
         },
         sort_keys=False,
     )
 
 
-def start(state: Path, port: int, ports: Mapping[str, int]) -> subprocess.Popen[bytes]:
+def start(state: Path, port: int, targets: Mapping[str, Sequence[int]]) -> subprocess.Popen[bytes]:
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is missing: `make up` installs Debian's package")
     home = state / "prometheus"
     (home / "data").mkdir(parents=True, exist_ok=True)
-    (home / "prometheus.yml").write_text(config(ports))
+    (home / "prometheus.yml").write_text(config(targets))
     log = (state / "logs" / "prometheus.log").open("ab")
     process = subprocess.Popen(
         [

@@ -50,6 +50,9 @@ class StackConfig:
             for i, name in enumerate(SERVICES)
         }
     )
+    # scorer instances in one consumer group; the first on the scorer's port, instance n
+    # (from 2) on TIERSTREAM_SCORER_<n>_PORT, by default 8085, 8086, ...
+    scorers: int = field(default_factory=lambda: _env_int("TIERSTREAM_SCORERS", 2))
     kafka_given: str | None = field(
         default_factory=lambda: os.environ.get("TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS")
     )
@@ -64,6 +67,24 @@ class StackConfig:
         default_factory=lambda: _env_int("TIERSTREAM_CUSTOMER_EVENTS_PARTITIONS", 12)
     )
     topic_prefix: str = field(default_factory=lambda: os.environ.get("TIERSTREAM_TOPIC_PREFIX", ""))
+
+    def __post_init__(self) -> None:
+        if self.scorers < 1:
+            raise SystemExit(f"TIERSTREAM_SCORERS is {self.scorers}: at least one scorer runs")
+
+    def instances(self) -> dict[str, tuple[str, int]]:
+        """Every service process `make up` runs on a port: name -> (service, port)."""
+        out = {name: (name, port) for name, port in self.ports.items()}
+        for n in range(2, self.scorers + 1):
+            out[f"scorer-{n}"] = ("scorer", _env_int(f"TIERSTREAM_SCORER_{n}_PORT", 8083 + n))
+        return out
+
+    def targets(self) -> dict[str, list[int]]:
+        """Prometheus's scrape targets: per service, the ports of its instances."""
+        out: dict[str, list[int]] = {}
+        for service, port in self.instances().values():
+            out.setdefault(service, []).append(port)
+        return out
 
 
 class Stack:
@@ -105,11 +126,11 @@ class Stack:
         migrate.upgrade(self.database_url)
         secret, keys = self._api_key()
         self._start_sink()
-        for name in SERVICES:
-            self._start_service(name, keys)
+        for name, (service, port) in self.config.instances().items():
+            self._start_service(name, service, port, keys)
         say(f"starting Prometheus on 127.0.0.1:{self.config.prometheus_port}")
         self.services["prometheus"] = prometheus.start(
-            self.config.state, self.config.prometheus_port, self.config.ports
+            self.config.state, self.config.prometheus_port, self.config.targets()
         )
         self._record_children()
         return secret
@@ -136,7 +157,7 @@ class Stack:
         return next((n for n, p in self.services.items() if p.poll() is not None), None)
 
     def _check_ports_free(self) -> None:
-        wanted = dict(self.config.ports) | {
+        wanted = {name: port for name, (_, port) in self.config.instances().items()} | {
             "Prometheus": self.config.prometheus_port,
             "the alert sink": self.config.sink_port,
         }
@@ -191,24 +212,23 @@ class Stack:
             )  # fmt: skip
         wait_healthy(f"http://127.0.0.1:{self.config.sink_port}", self.services["alert-sink"], log)
 
-    def _start_service(self, name: str, keys: str) -> None:
-        port = self.config.ports[name]
+    def _start_service(self, name: str, service: str, port: int, keys: str) -> None:
         env = {
             **os.environ,
             "TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "TIERSTREAM_DATABASE_URL": self.database_url,
             "TIERSTREAM_TOPIC_PREFIX": self.config.topic_prefix,
-            f"TIERSTREAM_{name.upper()}_PORT": str(port),
+            f"TIERSTREAM_{service.upper()}_PORT": str(port),
         }
-        if name == "ingest":
+        if service == "ingest":
             env["TIERSTREAM_INGEST_API_KEYS"] = keys
-        if name == "notifier" and "TIERSTREAM_NOTIFIER_DIRECTORY_FILE" not in os.environ:
+        if service == "notifier" and "TIERSTREAM_NOTIFIER_DIRECTORY_FILE" not in os.environ:
             env["TIERSTREAM_NOTIFIER_DIRECTORY_FILE"] = str(self._directory())
             env["TIERSTREAM_NOTIFIER_DEFAULT_TEAM"] = "unassigned"
         log = self.config.state / "logs" / f"{name}.log"
         with log.open("ab") as out:
             self.services[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}.main"],
+                [sys.executable, "-m", f"services.{service}.main"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -255,11 +275,13 @@ def say(message: str) -> None:
 
 def banner(stack: Stack, secret: str) -> str:
     ports = stack.config.ports
+    more = stack.config.targets()["scorer"][1:]
     lines = [
         "",
         "tierstream is up:",
         f"  ingest    http://127.0.0.1:{ports['ingest']}    (docs: /docs)",
-        f"  scorer    http://127.0.0.1:{ports['scorer']}    (/v1/tiers, /v1/status, /docs)",
+        f"  scorer    http://127.0.0.1:{ports['scorer']}    (/v1/tiers, /v1/status, /docs)"
+        + (f"   +{len(more)} in its group on {', '.join(map(str, more))}" if more else ""),
         f"  notifier  http://127.0.0.1:{ports['notifier']}    (/v1/tasks, /v1/alerts, /docs)",
         f"  Kafka     {stack.bootstrap}",
         f"  Postgres  {stack.database_url}",

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ def stack_up() -> Iterator[tuple[subprocess.Popen[bytes], Path, dict[str, int]]]
         "pg": free_port(),
         "ingest": free_port(),
         "scorer": free_port(),
+        "scorer-2": free_port(),
         "notifier": free_port(),
         "prometheus": free_port(),
         "sink": free_port(),
@@ -42,6 +44,8 @@ def stack_up() -> Iterator[tuple[subprocess.Popen[bytes], Path, dict[str, int]]]
         "TIERSTREAM_PG_PORT": str(ports["pg"]),
         "TIERSTREAM_INGEST_PORT": str(ports["ingest"]),
         "TIERSTREAM_SCORER_PORT": str(ports["scorer"]),
+        "TIERSTREAM_SCORERS": "2",
+        "TIERSTREAM_SCORER_2_PORT": str(ports["scorer-2"]),
         "TIERSTREAM_NOTIFIER_PORT": str(ports["notifier"]),
         "TIERSTREAM_PROMETHEUS_PORT": str(ports["prometheus"]),
         "TIERSTREAM_ALERT_SINK_PORT": str(ports["sink"]),
@@ -75,12 +79,12 @@ def test_everything_answers_and_an_event_reaches_kafka(
     _, state, ports = stack_up
     key = (state / "ingest-api-key").read_text().strip()
     assert oct((state / "ingest-api-key").stat().st_mode)[-3:] == "600"
-    for service in ("ingest", "scorer", "notifier"):
+    for service in ("ingest", "scorer", "scorer-2", "notifier"):
         assert httpx.get(f"http://127.0.0.1:{ports[service]}/healthz").status_code == 200
     scorer = f"http://127.0.0.1:{ports['scorer']}"
-    wait_for(
-        lambda: httpx.get(f"{scorer}/readyz").status_code == 200, 60, "the scorer is not ready"
-    )
+    for instance in ("scorer", "scorer-2"):
+        wait_for(partial(_ready, ports[instance]), 60, f"{instance} is not ready")
+    assert "+1 in its group on" in (state / "up.log").read_text()
 
     event = transaction(event_id="e2e-1")
     response = httpx.post(
@@ -105,6 +109,16 @@ def test_everything_answers_and_an_event_reaches_kafka(
         read_all(f"127.0.0.1:{ports['kafka']}", "tierstream.tier-changes.v1", expected=1)
     )
     assert change.headers["ce_id"].decode() == answer["change_id"]
+    # the group split the partitions; either instance answers for all of them
+    for instance in ("scorer", "scorer-2"):
+        status = httpx.get(f"http://127.0.0.1:{ports[instance]}/v1/status").json()
+        assert [p["partition"] for p in status["partitions"]] == [0, 1, 2]
+        other = httpx.get(f"http://127.0.0.1:{ports[instance]}/v1/customers/{event['subject']}")
+        assert other.json()["change_id"] == answer["change_id"]
+
+
+def _ready(port: int) -> bool:
+    return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
 
 
 def test_a_new_high_value_customer_becomes_a_task_for_its_owner(
@@ -182,9 +196,9 @@ def test_the_demo_moves_every_dashboard_panel_in_the_real_prometheus(
     except TimeoutError as error:
         raise AssertionError(f"panels without data: {missing}") from error
     targets = httpx.get(f"{prometheus}/api/v1/targets").json()["data"]["activeTargets"]
-    assert {t["labels"]["job"]: t["health"] for t in targets} == {
-        "ingest": "up", "scorer": "up", "notifier": "up",
-    }  # fmt: skip
+    assert sorted((t["labels"]["job"], t["health"]) for t in targets) == [
+        ("ingest", "up"), ("notifier", "up"), ("scorer", "up"), ("scorer", "up"),
+    ]  # fmt: skip
     rules = httpx.get(f"{prometheus}/api/v1/rules").json()["data"]["groups"]
     assert len(rules[0]["rules"]) == 6
     assert (state / "logs" / "alerts.log").read_text().strip()  # alerts really delivered
@@ -225,7 +239,8 @@ def test_ctrl_c_stops_everything_cleanly(
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 0
     output = (state / "up.log").read_text()
-    for part in ("ingest", "scorer", "notifier", "prometheus", "alert-sink", "Kafka", "PostgreSQL"):
+    parts = ("ingest", "scorer", "scorer-2", "notifier", "prometheus", "alert-sink", "Kafka")
+    for part in (*parts, "PostgreSQL"):
         assert f"stopped {part}" in output
     assert not (state / "up.pid").exists()
     for port in ports.values():
