@@ -10,6 +10,7 @@ the day boundary passes (the partitions' last swept day is moved back by one).""
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -125,6 +126,9 @@ async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: boo
             ]
             async with unit_of_work(make) as session:
                 await ScorerRepository(session).save(rows)
+                await ScorerRepository(session).count_tiers(
+                    Counter((r.partition, r.tier) for r in rows if r.tier is not None)
+                )
         async with unit_of_work(make) as session:
             control = ControlRepository(session, topic)
             text_ = (RULESETS / "default.yaml").read_text()

@@ -146,6 +146,7 @@ class Ingest:
         try:
             await self._publisher.publish([event.record for event in verdict.events])
         except BrokerUnavailable as error:
+            log.warning("publish_refused", events=len(verdict.events), error=str(error))
             raise Problem(
                 503,
                 "kafka-unavailable",

@@ -1,6 +1,6 @@
 """All of the scorer's SQL. Repositories take the caller's session and never commit."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -169,7 +169,18 @@ _BY_TIER = text("""
     SELECT customer_id, tier, tier_since FROM customers
     WHERE tier = :tier AND customer_id > :after ORDER BY customer_id LIMIT :limit
 """)
-_COUNTS = text("SELECT tier, count(*) AS n FROM customers WHERE tier IS NOT NULL GROUP BY tier")
+_COUNTS = text("""
+    SELECT tier, sum(customers)::bigint AS n FROM tier_counts
+    GROUP BY tier HAVING sum(customers) <> 0
+""")
+# in (partition, tier) order, so that two transactions lock the counters in the same order
+_COUNT = text("""
+    INSERT INTO tier_counts (partition, tier, customers)
+    SELECT * FROM unnest(
+        CAST(:partitions AS int[]), CAST(:tiers AS text[]), CAST(:deltas AS bigint[]))
+    ON CONFLICT (partition, tier)
+    DO UPDATE SET customers = tier_counts.customers + excluded.customers
+""")
 _POPULATION = text("""
     SELECT count(*) AS active, avg(frequency) AS frequency, avg(monetary) AS monetary,
            avg(:today - last_purchase_day) AS recency_days
@@ -289,6 +300,20 @@ class ScorerRepository:
 
     async def tier_counts(self) -> dict[str, int]:
         return {row.tier: row.n for row in await self._session.execute(_COUNTS)}
+
+    async def count_tiers(self, deltas: Mapping[tuple[int, str], int]) -> None:
+        """Moves the customers-per-tier counts by `deltas` ((partition, tier) -> change), in
+        the transaction that moved the customers."""
+        moved = sorted((key, n) for key, n in deltas.items() if n)
+        if moved:
+            await self._session.execute(
+                _COUNT,
+                {
+                    "partitions": [p for (p, _), _ in moved],
+                    "tiers": [t for (_, t), _ in moved],
+                    "deltas": [n for _, n in moved],
+                },
+            )
 
     async def population(self, today: int, window: int) -> tuple[int, Any, Any, Any]:
         """(customers active in the main window, mean frequency, monetary, recency_days)."""

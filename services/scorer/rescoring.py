@@ -7,6 +7,7 @@ own, so that they reach the outbox in order.
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Container
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from services.scorer.scoring import Change, ClockReason, Standard, Standing, due
 from services.scorer.snapshot import Snapshot
 
 TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
+Counts = Counter[tuple[int, str]]  # (partition, tier) -> customers moved in or out
 PAGE = 5000
 CHUNK = 1000  # rescored per statement: the unit of overlap between Python and PostgreSQL
 
@@ -50,6 +52,7 @@ class Rescorer:
         tiers: TierLookup,
         newer: Container[str],
         changes: list[Change],
+        counts: Counts,
     ) -> None:
         self._repository = repository
         self._windows = windows
@@ -57,6 +60,7 @@ class Rescorer:
         self._tiers = tiers
         self._newer = newer
         self._changes = changes
+        self._counts = counts
 
     async def pages(
         self,
@@ -150,6 +154,10 @@ class Rescorer:
         )
         if change is not None:
             self._changes.append(change)
+        if standing.tier.id != stored.tier:
+            if stored.tier is not None:
+                self._counts[(stored.partition, stored.tier)] -= 1
+            self._counts[(stored.partition, standing.tier.id)] += 1
         return Rescored(
             stored.customer_id,
             standing.tier.id,

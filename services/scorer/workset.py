@@ -5,6 +5,7 @@ Events, the day-boundary sweep and the re-tier after a ruleset or threshold chan
 through here, so a customer is never changed by two paths with two different copies.
 """
 
+from collections import Counter
 from collections.abc import Awaitable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,7 @@ from services.db.outbox import Outbox
 from services.scorer import state_codec
 from services.scorer.publisher import change_records
 from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
-from services.scorer.rescoring import PAGE, Rescorer, TierLookup, standing_of
+from services.scorer.rescoring import PAGE, Counts, Rescorer, TierLookup, standing_of
 from services.scorer.rfm import CustomerState, Fact, Windows
 from services.scorer.scoring import (
     Change,
@@ -59,6 +60,7 @@ class _Entry:
     due: int | None  # None: to be computed (once per batch, not once per event)
     day: int  # the day it was last evaluated at
     dirty: bool
+    saved: tuple[int, str | None] | None  # (partition, tier) of its row; None: no row yet
 
 
 class Workset:
@@ -80,6 +82,7 @@ class Workset:
         self._topics = topics
         self._entries: dict[str, _Entry] = {}
         self._changes: list[Change] = []
+        self._counts: Counts = Counter()
         self.emitted: list[Change] = []  # every change flushed so far (for metrics and logs)
 
     async def preload(self, customer_ids: Iterable[str]) -> None:
@@ -121,6 +124,7 @@ class Workset:
             None,
             day,
             dirty=True,
+            saved=None if entry is None else entry.saved,
         )
         if change is not None:
             self._changes.append(change)
@@ -196,6 +200,9 @@ class Workset:
         await self._repository.save([self._stored(c, e) for c, e in dirty])
         for _, entry in dirty:
             entry.dirty = False
+            self._recount(entry)
+        counts, self._counts = self._counts, Counter()
+        await self._repository.count_tiers(counts)
         changes, self._changes = self._changes, []
         if not changes:
             return
@@ -243,6 +250,16 @@ class Workset:
             entry.day = today
         entry.due = due
 
+    def _recount(self, entry: _Entry) -> None:
+        """The counts follow a saved customer from the tier its row had to the one it has."""
+        now = (entry.partition, None if entry.standing is None else entry.standing.tier.id)
+        if now != entry.saved:
+            if entry.saved is not None and entry.saved[1] is not None:
+                self._counts[(entry.saved[0], entry.saved[1])] -= 1
+            if now[1] is not None:
+                self._counts[(now[0], now[1])] += 1
+            entry.saved = now
+
     def _rescorer(self) -> Rescorer:
         return Rescorer(
             self._repository,
@@ -251,6 +268,7 @@ class Workset:
             tiers=self._tiers,
             newer=self._entries.keys(),
             changes=self._changes,
+            counts=self._counts,
         )
 
     async def _trim(self, keep: Collection[str]) -> None:
@@ -286,6 +304,7 @@ class Workset:
             stored.due_day,
             state.anchor,
             dirty=False,
+            saved=(stored.partition, stored.tier),
         )
 
     def _stored(self, customer_id: str, entry: _Entry) -> StoredCustomer:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
@@ -73,7 +74,10 @@ def test_replay_with_kill_9_equals_the_oracle(kafka_bootstrap: str, database_url
         wait_for(lambda: caught_up(final), 300, "the scorer did not catch up")
         assert scorer.output().count("scorer_started") == 1  # this last instance
         mismatches = run_isolated(compare_features(scorer.url, workload))
+        tiers = httpx.get(f"{scorer.url}/v1/tiers", timeout=10).json()["tiers"]
     assert mismatches == []
+    # the counts moved in the transactions that moved the customers: killed ones moved none
+    assert tiers == dict(Counter(expected.tiers.values()))
     found = run_isolated(
         read_all(kafka_bootstrap, f"{prefix}tierstream.tier-changes.v1", len(expected.changes))
     )

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from structlog.testing import capture_logs
 
 from services.kafka_io.topics import ensure_topics, tierstream_topics
 from tests import stack
@@ -32,12 +33,17 @@ async def test_broker_down_gives_503_within_the_bound_and_recovery_is_automatic(
 
             await asyncio.to_thread(broker.kill)
             started = time.monotonic()
-            response = await ingest.post(transaction(event_id="during-outage"))
+            with capture_logs() as logs:
+                response = await ingest.post(transaction(event_id="during-outage"))
             elapsed = time.monotonic() - started
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"] == str(ingest.settings.retry_after_seconds)
             assert response.json()["type"].endswith("kafka-unavailable")
             assert elapsed < PUBLISH_BOUND_S + 1.0
+            [refused] = [e for e in logs if e["event"] == "publish_refused"]
+            assert refused["events"] == 1
+            assert refused["log_level"] == "warning"
+            assert "did not acknowledge" in refused["error"]
             assert (await ingest.client.get("/readyz")).status_code == 503
 
             await asyncio.to_thread(broker.start)

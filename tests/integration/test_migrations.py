@@ -1,5 +1,7 @@
 """The Alembic history applies to a fresh PostgreSQL database and rolls back cleanly."""
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,7 +30,37 @@ async def _version(url: str) -> list[str]:
 def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert run_isolated(_version(database_url)) == []
     migrate.upgrade(database_url)
-    assert run_isolated(_version(database_url)) == ["0008"]
+    assert run_isolated(_version(database_url)) == ["0009"]
     migrate.upgrade(database_url)  # idempotent: make up runs it at every start
     migrate.downgrade(database_url)
     assert run_isolated(_version(database_url)) == []
+
+
+async def _customers_then_counts(url: str) -> dict[tuple[int, str], int]:
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("""
+                INSERT INTO customers (customer_id, state, tier, partition, due_day)
+                SELECT 'C-' || n, '\\x01', CASE WHEN n % 3 = 0 THEN NULL
+                    WHEN n % 2 = 0 THEN 'general_value' ELSE 'important_value' END, n % 2, 0
+                FROM generate_series(1, 10) AS n
+            """)
+        )
+    await engine.dispose()
+    await asyncio.to_thread(migrate.upgrade, url, "0009")
+    engine = create_async_engine(url)
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT partition, tier, customers FROM tier_counts"))
+        counts = {(row.partition, row.tier): row.customers for row in rows}
+    await engine.dispose()
+    return counts
+
+
+def test_the_tier_counts_start_from_the_customers_already_stored(database_url: str) -> None:
+    migrate.upgrade(database_url, "0008")
+    # customers 1..10; the multiples of 3 have no tier yet; partition n % 2
+    assert run_isolated(_customers_then_counts(database_url)) == {
+        (0, "general_value"): 4,  # 2, 4, 8, 10
+        (1, "important_value"): 3,  # 1, 5, 7
+    }

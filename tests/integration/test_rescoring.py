@@ -4,6 +4,7 @@ sweep of day D every stored tier is the one the full state gives at D, and after
 every stored tier is the new ruleset's."""
 
 import random
+from collections import Counter
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -104,15 +105,16 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
     histories = _histories(400)
     customers = sorted(histories)
     make = sessions(engine)
+    rows = [_row(c, s, legacy=i % 5 == 0) for i, (c, s) in enumerate(sorted(histories.items()))]
     async with unit_of_work(make) as session:
-        await ScorerRepository(session).save(
-            [_row(c, s, legacy=i % 5 == 0) for i, (c, s) in enumerate(sorted(histories.items()))]
-        )
+        await ScorerRepository(session).save(rows)
+        await ScorerRepository(session).count_tiers(Counter((0, r.tier or "") for r in rows))
     changed = 0
     for day in (DAY0 + 1, DAY0 + 2, DAY0 + 31, DAY0 + 60):
         changed += await _sweep(engine, DEFAULT, day)
         stored = await _stored_tiers(engine, customers)
         assert stored == {c: _tier(DEFAULT, histories[c], day) for c in customers}, day
+        assert await _counts(engine) == dict(Counter(stored.values())), day
     assert changed > 10  # time did move tiers
 
     day = DAY0 + 60
@@ -125,12 +127,19 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
     assert (cursor, examined) == (None, len(customers))
     stored = await _stored_tiers(engine, customers)
     assert stored == {c: _tier(CHEAPER, histories[c], day) for c in customers}
+    assert await _counts(engine) == dict(Counter(stored.values()))
     assert any(_tier(CHEAPER, s, day) != _tier(DEFAULT, s, day) for s in histories.values())
 
     for day in (DAY0 + 91, DAY0 + 200, DAY0 + 366):
         await _sweep(engine, CHEAPER, day)
         stored = await _stored_tiers(engine, customers)
         assert stored == {c: _tier(CHEAPER, histories[c], day) for c in customers}, day
+        assert await _counts(engine) == dict(Counter(stored.values())), day
+
+
+async def _counts(engine: AsyncEngine) -> dict[str, int]:
+    async with unit_of_work(sessions(engine)) as session:
+        return await ScorerRepository(session).tier_counts()
 
 
 async def _sweep(engine: AsyncEngine, ruleset: Ruleset, day: int) -> int:

@@ -3,6 +3,7 @@ middle of a replay: the state and the tier changes (deduped by id) are exactly t
 
 import asyncio
 import time as timer
+from collections import Counter
 from contextlib import AsyncExitStack
 from datetime import UTC, date, datetime, time
 
@@ -77,9 +78,11 @@ async def test_a_rebalance_loses_and_doubles_nothing(
                 want.recency_days,
             ):
                 wrong.append(customer)
+        tiers = await second.queries.tier_counts()
         stack.pop_all()
         await second.stop()
     assert wrong == []
+    assert tiers == dict(Counter(expected.tiers.values()))
     messages = await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, len(expected.changes))
     by_id = {}
     for message in messages:
