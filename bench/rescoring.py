@@ -39,6 +39,7 @@ from services.scorer.repository import ScorerRepository, StoredCustomer
 from services.scorer.rfm import Fact, Windows, apply_all
 from services.scorer.scoring import due_from
 from services.scorer.snapshot import of_state
+from services.scorer.tier_repository import TierRepository
 from tests.processes import wait_for
 from tests.scorer_run import RULESETS
 
@@ -126,7 +127,7 @@ async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: boo
             ]
             async with unit_of_work(make) as session:
                 await ScorerRepository(session).save(rows)
-                await ScorerRepository(session).count_tiers(
+                await TierRepository(session).count_tiers(
                     Counter((r.partition, r.tier) for r in rows if r.tier is not None)
                 )
         async with unit_of_work(make) as session:

@@ -33,6 +33,7 @@ from services.scorer.metrics import ScorerMetrics, Tally
 from services.scorer.repository import ScorerRepository
 from services.scorer.rulebook import Rulebook
 from services.scorer.scoring import ClockReason, EventCause
+from services.scorer.tier_repository import TierRepository
 from services.scorer.workset import OutTopics, Scoring, Workset
 
 log = structlog.get_logger()
@@ -132,6 +133,7 @@ class ScorerHandler:
         fresh = await self._dedupe(repository, list(sorted_.values()), wall)
         work = Workset(
             repository,
+            TierRepository(session),
             Outbox(session),
             scoring=self._scoring,
             standard=self._rulebook.standard,

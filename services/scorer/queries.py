@@ -29,6 +29,7 @@ from services.scorer.rfm import OutsideHistory, features
 from services.scorer.rulebook import Rulebook
 from services.scorer.rules import evaluate
 from services.scorer.scoring import NoTier, tier_contract, to_features
+from services.scorer.tier_repository import TierRepository
 from services.scorer.workset import Scoring
 
 
@@ -166,11 +167,11 @@ class Queries:
 
     async def in_tier(self, tier: str, after: str, limit: int) -> list[tuple[str, datetime]]:
         async with unit_of_work(self._sessions) as session:
-            return await ScorerRepository(session).in_tier(tier, after, limit)
+            return await TierRepository(session).in_tier(tier, after, limit)
 
     async def history(self, customer_id: str) -> list[dict[str, Any]] | None:
         async with unit_of_work(self._sessions) as session:
-            entries = await ScorerRepository(session).history(customer_id)
+            entries = await TierRepository(session).history(customer_id)
         return [orjson.loads(entry.payload) for entry in entries] or None
 
     async def pending_outbox(self) -> int:
@@ -179,7 +180,7 @@ class Queries:
 
     async def tier_counts(self) -> dict[str, int]:
         async with unit_of_work(self._sessions) as session:
-            return await ScorerRepository(session).tier_counts()
+            return await TierRepository(session).tier_counts()
 
     async def status(self, end_offsets: Mapping[int, int]) -> Status:
         async with unit_of_work(self._sessions) as session:

@@ -1,7 +1,8 @@
-"""All of the scorer's SQL. Repositories take the caller's session and never commit."""
+"""The scorer's SQL about customers and the events seen (tiers as a whole:
+tier_repository.py; partitions and rulesets: control_repository.py). Repositories take the
+caller's session and never commit."""
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -47,14 +48,6 @@ class Rescheduled(NamedTuple):
     customer_id: str
     due_day: int
     snapshot: Snapshot
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    change_id: str
-    customer_id: str
-    changed_at: datetime
-    payload: bytes  # the tier.changed JSON, as published
 
 
 _RECORD = text("""
@@ -165,39 +158,10 @@ _RESCHEDULED = text("""
              interactions, first_day, last_purchase_day, scored_day, stable_until)
     WHERE c.customer_id = u.customer_id
 """)
-_BY_TIER = text("""
-    SELECT customer_id, tier, tier_since FROM customers
-    WHERE tier = :tier AND customer_id > :after ORDER BY customer_id LIMIT :limit
-""")
-_COUNTS = text("""
-    SELECT tier, sum(customers)::bigint AS n FROM tier_counts
-    GROUP BY tier HAVING sum(customers) <> 0
-""")
-# in (partition, tier) order, so that two transactions lock the counters in the same order
-_COUNT = text("""
-    INSERT INTO tier_counts (partition, tier, customers)
-    SELECT * FROM unnest(
-        CAST(:partitions AS int[]), CAST(:tiers AS text[]), CAST(:deltas AS bigint[]))
-    ON CONFLICT (partition, tier)
-    DO UPDATE SET customers = tier_counts.customers + excluded.customers
-""")
 _POPULATION = text("""
     SELECT count(*) AS active, avg(frequency) AS frequency, avg(monetary) AS monetary,
            avg(:today - last_purchase_day) AS recency_days
     FROM customers WHERE frequency > 0 AND last_purchase_day > :today - :window
-""")
-_ADD_HISTORY = text("""
-    INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
-    SELECT change_id, customer_id, changed_at, payload
-    FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
-                CAST(:times AS timestamptz[]), CAST(:payloads AS bytea[]))
-         WITH ORDINALITY AS t(change_id, customer_id, changed_at, payload, n)
-    ORDER BY n
-    ON CONFLICT (change_id) DO NOTHING
-""")
-_HISTORY = text("""
-    SELECT change_id, customer_id, changed_at, payload FROM tier_history
-    WHERE customer_id = :customer_id ORDER BY changed_at, seq
 """)
 
 
@@ -290,53 +254,13 @@ class ScorerRepository:
         if kept:
             await self._session.execute(_RESCHEDULED, _scheduled(kept))
 
-    async def in_tier(self, tier: str, after: str, limit: int) -> list[tuple[str, datetime]]:
-        """(customer id, since) of customers in `tier`, in id order after `after`."""
-        rows = await self._session.execute(_BY_TIER, {"tier": tier, "after": after, "limit": limit})
-        return [(row.customer_id, row.tier_since) for row in rows]
-
     async def ping(self) -> None:
         await self._session.execute(text("SELECT 1"))
-
-    async def tier_counts(self) -> dict[str, int]:
-        return {row.tier: row.n for row in await self._session.execute(_COUNTS)}
-
-    async def count_tiers(self, deltas: Mapping[tuple[int, str], int]) -> None:
-        """Moves the customers-per-tier counts by `deltas` ((partition, tier) -> change), in
-        the transaction that moved the customers."""
-        moved = sorted((key, n) for key, n in deltas.items() if n)
-        if moved:
-            await self._session.execute(
-                _COUNT,
-                {
-                    "partitions": [p for (p, _), _ in moved],
-                    "tiers": [t for (_, t), _ in moved],
-                    "deltas": [n for _, n in moved],
-                },
-            )
 
     async def population(self, today: int, window: int) -> tuple[int, Any, Any, Any]:
         """(customers active in the main window, mean frequency, monetary, recency_days)."""
         row = (await self._session.execute(_POPULATION, {"today": today, "window": window})).one()
         return row.active, row.frequency, row.monetary, row.recency_days
-
-    async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
-        if entries:
-            await self._session.execute(
-                _ADD_HISTORY,
-                {
-                    "change_ids": [e.change_id for e in entries],
-                    "customer_ids": [e.customer_id for e in entries],
-                    "times": [e.changed_at for e in entries],
-                    "payloads": [e.payload for e in entries],
-                },
-            )
-
-    async def history(self, customer_id: str) -> list[HistoryEntry]:
-        rows = await self._session.execute(_HISTORY, {"customer_id": customer_id})
-        return [
-            HistoryEntry(r.change_id, r.customer_id, r.changed_at, bytes(r.payload)) for r in rows
-        ]
 
 
 def _customer(row: Any) -> StoredCustomer:

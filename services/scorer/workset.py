@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from services.db.outbox import Outbox
 from services.scorer import state_codec
 from services.scorer.publisher import change_records
-from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
+from services.scorer.repository import ScorerRepository, StoredCustomer
 from services.scorer.rescoring import PAGE, Counts, Rescorer, TierLookup, standing_of
 from services.scorer.rfm import CustomerState, Fact, Windows
 from services.scorer.scoring import (
@@ -29,6 +29,7 @@ from services.scorer.scoring import (
     score_event,
 )
 from services.scorer.snapshot import Snapshot, of_state
+from services.scorer.tier_repository import HistoryEntry, TierRepository
 
 KEEP_AT_MOST = 20_000  # entries held in memory before clean ones are dropped
 
@@ -67,6 +68,7 @@ class Workset:
     def __init__(
         self,
         repository: ScorerRepository,
+        tier_repository: TierRepository,
         outbox: Outbox,
         *,
         scoring: Scoring,
@@ -75,6 +77,7 @@ class Workset:
         topics: OutTopics,
     ) -> None:
         self._repository = repository
+        self._tiers_repository = tier_repository
         self._outbox = outbox
         self._scoring = scoring
         self._standard = standard
@@ -202,12 +205,12 @@ class Workset:
             entry.dirty = False
             self._recount(entry)
         counts, self._counts = self._counts, Counter()
-        await self._repository.count_tiers(counts)
+        await self._tiers_repository.count_tiers(counts)
         changes, self._changes = self._changes, []
         if not changes:
             return
         records = [change_records(change, self._scoring.zone) for change in changes]
-        await self._repository.add_history(
+        await self._tiers_repository.add_history(
             [
                 HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value)
                 for c, (changed, _) in zip(changes, records, strict=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.db.engine import sessions
 from services.db.outbox import Outbox
@@ -20,6 +20,7 @@ from services.scorer.rfm import CustomerState, Fact, Windows, apply_all, feature
 from services.scorer.rules import Ruleset
 from services.scorer.scoring import Standard, due_from
 from services.scorer.snapshot import of_state
+from services.scorer.tier_repository import TierRepository
 from services.scorer.workset import OutTopics, Scoring, Workset
 from tests.scorer_run import RULESETS
 
@@ -80,10 +81,11 @@ def _row(customer: str, state: CustomerState, *, legacy: bool) -> StoredCustomer
     )
 
 
-def _workset(session_repository: ScorerRepository, outbox: Outbox, ruleset: Ruleset) -> Workset:
+def _workset(session: AsyncSession, ruleset: Ruleset) -> Workset:
     return Workset(
-        session_repository,
-        outbox,
+        ScorerRepository(session),
+        TierRepository(session),
+        Outbox(session),
         scoring=Scoring(ZoneInfo("UTC"), WINDOWS, "CNY", {}),
         standard=Standard(ruleset, ruleset.thresholds),
         tiers=lambda version, tier_id: (
@@ -108,7 +110,7 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
     rows = [_row(c, s, legacy=i % 5 == 0) for i, (c, s) in enumerate(sorted(histories.items()))]
     async with unit_of_work(make) as session:
         await ScorerRepository(session).save(rows)
-        await ScorerRepository(session).count_tiers(Counter((0, r.tier or "") for r in rows))
+        await TierRepository(session).count_tiers(Counter((0, r.tier or "") for r in rows))
     changed = 0
     for day in (DAY0 + 1, DAY0 + 2, DAY0 + 31, DAY0 + 60):
         changed += await _sweep(engine, DEFAULT, day)
@@ -119,7 +121,7 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
 
     day = DAY0 + 60
     async with unit_of_work(make) as session:
-        work = _workset(ScorerRepository(session), Outbox(session), CHEAPER)
+        work = _workset(session, CHEAPER)
         cursor, examined = await work.retier(
             0, day, NOW, "ruleset_activated", CHEAPER.version, after="", budget=10_000
         )
@@ -139,12 +141,12 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
 
 async def _counts(engine: AsyncEngine) -> dict[str, int]:
     async with unit_of_work(sessions(engine)) as session:
-        return await ScorerRepository(session).tier_counts()
+        return await TierRepository(session).tier_counts()
 
 
 async def _sweep(engine: AsyncEngine, ruleset: Ruleset, day: int) -> int:
     async with unit_of_work(sessions(engine)) as session:
-        work = _workset(ScorerRepository(session), Outbox(session), ruleset)
+        work = _workset(session, ruleset)
         done, _ = await work.sweep(0, day, NOW, budget=10_000)
         await work.flush()
     assert done

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
-from services.scorer.repository import HistoryEntry, ScorerRepository, StoredCustomer
+from services.scorer.repository import ScorerRepository, StoredCustomer
+from services.scorer.tier_repository import HistoryEntry, TierRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -65,9 +66,9 @@ async def test_history_is_kept_once_per_change_in_time_order(engine: AsyncEngine
     later = HistoryEntry("b", "C-1", T0.replace(hour=12), json.dumps({"n": 2}).encode())
     earlier = HistoryEntry("a", "C-1", T0, json.dumps({"n": 1}).encode())
     async with unit_of_work(make) as session:
-        await ScorerRepository(session).add_history([later, earlier])
+        await TierRepository(session).add_history([later, earlier])
     async with unit_of_work(make) as session:  # redelivered: the same ids again
-        repository = ScorerRepository(session)
+        repository = TierRepository(session)
         await repository.add_history([earlier])
         history = await repository.history("C-1")
     assert [(e.change_id, json.loads(e.payload)) for e in history] == [
