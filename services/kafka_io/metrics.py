@@ -19,7 +19,14 @@ class LoopMetrics:
             ["consumer", "partition"],
             registry=registry,
         )
+        self._held: dict[str, set[str]] = {}  # partitions with a lag series, per consumer
 
     def set_lag(self, consumer: str, lags: Mapping[int, int]) -> None:
+        """The lag of the partitions held now; a partition handed to another instance loses
+        its series here (its last value would otherwise stay, and be summed, forever)."""
+        held = {str(partition) for partition in lags}
+        for gone in self._held.get(consumer, set()) - held:
+            self.consumer_lag.remove(consumer, gone)
         for partition, lag in lags.items():
             self.consumer_lag.labels(consumer, str(partition)).set(lag)
+        self._held[consumer] = held

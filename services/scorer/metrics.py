@@ -91,6 +91,7 @@ class ScorerMetrics(LoopMetrics):
             registry=registry,
         )
 
+        self._timed: set[str] = set()  # partitions with an event-time lag series
         for outcome in ("applied", "duplicate", "dead_letter"):  # series exist from the start
             self.events.labels(outcome)
         for reason in get_args(Reason):
@@ -108,6 +109,15 @@ class ScorerMetrics(LoopMetrics):
             self.transitions.labels(before, after).inc(count)
         for partition, lag in tally.event_lag.items():
             self.event_time_lag.labels(str(partition)).set(lag)
+            self._timed.add(str(partition))
+
+    def set_lag(self, consumer: str, lags: Mapping[int, int]) -> None:
+        """Also drops the event-time lag of the partitions no longer held."""
+        super().set_lag(consumer, lags)
+        held = {str(partition) for partition in lags}
+        for gone in self._timed - held:
+            self.event_time_lag.remove(gone)
+        self._timed &= held
 
     def set_customers(self, counts: Mapping[str, int]) -> None:
         self.customers.clear()
