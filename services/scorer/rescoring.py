@@ -20,6 +20,7 @@ from services.scorer.snapshot import Snapshot
 
 TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
 Counts = Counter[tuple[int, str]]  # (partition, tier) -> customers moved in or out
+Place = tuple[int, str | None]  # a customer's partition and tier (None: none yet)
 PAGE = 5000
 CHUNK = 1000  # rescored per statement: the unit of overlap between Python and PostgreSQL
 
@@ -32,6 +33,17 @@ def snapshot_at(stored: StoredCustomer, day: int, windows: Windows) -> Snapshot:
     if stored.snapshot is None or not stored.snapshot.covers(day):
         raise ValueError(f"customer {stored.customer_id} came without its state for day {day}")
     return stored.snapshot
+
+
+def recount(counts: Counts, was: Place | None, now: Place) -> None:
+    """Moves one customer's count from where its row had it (None: no row yet) to where it
+    is now."""
+    if was == now:
+        return
+    if was is not None and was[1] is not None:
+        counts[(was[0], was[1])] -= 1
+    if now[1] is not None:
+        counts[(now[0], now[1])] += 1
 
 
 def standing_of(stored: StoredCustomer, standard: Standard, tiers: TierLookup) -> Standing | None:
@@ -154,10 +166,7 @@ class Rescorer:
         )
         if change is not None:
             self._changes.append(change)
-        if standing.tier.id != stored.tier:
-            if stored.tier is not None:
-                self._counts[(stored.partition, stored.tier)] -= 1
-            self._counts[(stored.partition, standing.tier.id)] += 1
+        recount(self._counts, (stored.partition, stored.tier), (stored.partition, standing.tier.id))
         return Rescored(
             stored.customer_id,
             standing.tier.id,

@@ -16,7 +16,15 @@ from services.db.outbox import Outbox
 from services.scorer import state_codec
 from services.scorer.publisher import change_records
 from services.scorer.repository import ScorerRepository, StoredCustomer
-from services.scorer.rescoring import PAGE, Counts, Rescorer, TierLookup, standing_of
+from services.scorer.rescoring import (
+    PAGE,
+    Counts,
+    Place,
+    Rescorer,
+    TierLookup,
+    recount,
+    standing_of,
+)
 from services.scorer.rfm import CustomerState, Fact, Windows
 from services.scorer.scoring import (
     Change,
@@ -61,7 +69,7 @@ class _Entry:
     due: int | None  # None: to be computed (once per batch, not once per event)
     day: int  # the day it was last evaluated at
     dirty: bool
-    saved: tuple[int, str | None] | None  # (partition, tier) of its row; None: no row yet
+    saved: Place | None  # its row's partition and tier; None: no row yet
 
 
 class Workset:
@@ -256,12 +264,8 @@ class Workset:
     def _recount(self, entry: _Entry) -> None:
         """The counts follow a saved customer from the tier its row had to the one it has."""
         now = (entry.partition, None if entry.standing is None else entry.standing.tier.id)
-        if now != entry.saved:
-            if entry.saved is not None and entry.saved[1] is not None:
-                self._counts[(entry.saved[0], entry.saved[1])] -= 1
-            if now[1] is not None:
-                self._counts[(now[0], now[1])] += 1
-            entry.saved = now
+        recount(self._counts, entry.saved, now)
+        entry.saved = now
 
     def _rescorer(self) -> Rescorer:
         return Rescorer(

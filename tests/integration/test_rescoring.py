@@ -110,7 +110,9 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
     rows = [_row(c, s, legacy=i % 5 == 0) for i, (c, s) in enumerate(sorted(histories.items()))]
     async with unit_of_work(make) as session:
         await ScorerRepository(session).save(rows)
-        await TierRepository(session).count_tiers(Counter((0, r.tier or "") for r in rows))
+        await TierRepository(session).count_tiers(
+            Counter((0, r.tier) for r in rows if r.tier is not None)
+        )
     changed = 0
     for day in (DAY0 + 1, DAY0 + 2, DAY0 + 31, DAY0 + 60):
         changed += await _sweep(engine, DEFAULT, day)
