@@ -12,79 +12,18 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import httpx
 
 from devstack import migrate, prometheus
+from devstack.config import StackConfig
 from devstack.directory import demo_directory
 from devstack.kafka import KafkaBroker, run_isolated
 from devstack.postgres import PostgresServer
 from services.ingest.auth import new_key
 from services.kafka_io.topics import ensure_topics, tierstream_topics
-
-SERVICES = ("ingest", "scorer", "notifier")
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    state: Path = field(
-        default_factory=lambda: Path(
-            os.environ.get("TIERSTREAM_STATE_DIR", ".tierstream")
-        ).resolve()
-    )
-    kafka_port: int = field(default_factory=lambda: _env_int("TIERSTREAM_KAFKA_PORT", 9092))
-    controller_port: int = field(
-        default_factory=lambda: _env_int("TIERSTREAM_KAFKA_CONTROLLER_PORT", 9093)
-    )
-    postgres_port: int = field(default_factory=lambda: _env_int("TIERSTREAM_PG_PORT", 5432))
-    ports: dict[str, int] = field(
-        default_factory=lambda: {
-            name: _env_int(f"TIERSTREAM_{name.upper()}_PORT", 8081 + i)
-            for i, name in enumerate(SERVICES)
-        }
-    )
-    # scorer instances in one consumer group; the first on the scorer's port, instance n
-    # (from 2) on TIERSTREAM_SCORER_<n>_PORT, by default 8085, 8086, ...
-    scorers: int = field(default_factory=lambda: _env_int("TIERSTREAM_SCORERS", 2))
-    kafka_given: str | None = field(
-        default_factory=lambda: os.environ.get("TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS")
-    )
-    database_given: str | None = field(
-        default_factory=lambda: os.environ.get("TIERSTREAM_DATABASE_URL")
-    )
-    prometheus_port: int = field(
-        default_factory=lambda: _env_int("TIERSTREAM_PROMETHEUS_PORT", 9090)
-    )
-    sink_port: int = field(default_factory=lambda: _env_int("TIERSTREAM_ALERT_SINK_PORT", 8084))
-    partitions: int = field(
-        default_factory=lambda: _env_int("TIERSTREAM_CUSTOMER_EVENTS_PARTITIONS", 12)
-    )
-    topic_prefix: str = field(default_factory=lambda: os.environ.get("TIERSTREAM_TOPIC_PREFIX", ""))
-
-    def __post_init__(self) -> None:
-        if self.scorers < 1:
-            raise SystemExit(f"TIERSTREAM_SCORERS is {self.scorers}: at least one scorer runs")
-
-    def instances(self) -> dict[str, tuple[str, int]]:
-        """Every service process `make up` runs on a port: name -> (service, port)."""
-        out = {name: (name, port) for name, port in self.ports.items()}
-        for n in range(2, self.scorers + 1):
-            out[f"scorer-{n}"] = ("scorer", _env_int(f"TIERSTREAM_SCORER_{n}_PORT", 8083 + n))
-        return out
-
-    def targets(self) -> dict[str, list[int]]:
-        """Prometheus's scrape targets: per service, the ports of its instances."""
-        out: dict[str, list[int]] = {}
-        for service, port in self.instances().values():
-            out.setdefault(service, []).append(port)
-        return out
 
 
 class Stack:

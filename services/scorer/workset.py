@@ -13,17 +13,15 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from services.db.outbox import Outbox
-from services.scorer import state_codec
+from services.scorer.entries import Entry, due_day, loaded, to_store
 from services.scorer.publisher import change_records
 from services.scorer.repository import ScorerRepository, StoredCustomer
 from services.scorer.rescoring import (
     PAGE,
     Counts,
-    Place,
     Rescorer,
     TierLookup,
     recount,
-    standing_of,
 )
 from services.scorer.rfm import CustomerState, Fact, Windows
 from services.scorer.scoring import (
@@ -31,12 +29,9 @@ from services.scorer.scoring import (
     ClockReason,
     EventCause,
     Standard,
-    Standing,
-    due_from,
     rescore,
     score_event,
 )
-from services.scorer.snapshot import Snapshot, of_state
 from services.scorer.tier_repository import HistoryEntry, TierRepository
 
 KEEP_AT_MOST = 20_000  # entries held in memory before clean ones are dropped
@@ -59,19 +54,6 @@ class OutTopics:
     dead_letters: str
 
 
-@dataclass(slots=True)
-class _Entry:
-    partition: int
-    state: CustomerState
-    encoded: bytes | None  # the stored bytes while the state is unchanged
-    standing: Standing | None
-    change_id: str | None
-    due: int | None  # None: to be computed (once per batch, not once per event)
-    day: int  # the day it was last evaluated at
-    dirty: bool
-    saved: Place | None  # its row's partition and tier; None: no row yet
-
-
 class Workset:
     def __init__(
         self,
@@ -91,7 +73,7 @@ class Workset:
         self._standard = standard
         self._tiers = tiers
         self._topics = topics
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._changes: list[Change] = []
         self._counts: Counts = Counter()
         self.emitted: list[Change] = []  # every change flushed so far (for metrics and logs)
@@ -126,7 +108,7 @@ class Workset:
             now=now,
         )
         day = max(clock_day, state.anchor)
-        self._entries[customer_id] = _Entry(
+        self._entries[customer_id] = Entry(
             partition,
             state,
             None,
@@ -231,7 +213,7 @@ class Workset:
     def _rescore(
         self,
         customer_id: str,
-        entry: _Entry,
+        entry: Entry,
         *,
         day: int,
         now: datetime,
@@ -261,7 +243,7 @@ class Workset:
             entry.day = today
         entry.due = due
 
-    def _recount(self, entry: _Entry) -> None:
+    def _recount(self, entry: Entry) -> None:
         """The counts follow a saved customer from the tier its row had to the one it has."""
         now = (entry.partition, None if entry.standing is None else entry.standing.tier.id)
         recount(self._counts, entry.saved, now)
@@ -283,52 +265,16 @@ class Workset:
             await self.flush()
             self._entries = {c: e for c, e in self._entries.items() if c in keep}
 
-    def _due_of(self, entry: _Entry) -> int:
+    def _due_of(self, entry: Entry) -> int:
         if entry.due is None:
             entry.due = self._due(entry.state, entry.day)
         return entry.due
 
-    def _due(self, state: CustomerState, today: int, snap: Snapshot | None = None) -> int:
-        if snap is None:
-            snap = of_state(state, today, self._scoring.windows)
-        return due_from(
-            snap,
-            max(today, state.anchor),
-            ruleset=self._standard.ruleset,
-            thresholds=self._standard.thresholds,
-        )
+    def _due(self, state: CustomerState, today: int) -> int:
+        return due_day(state, today, self._scoring.windows, self._standard)
 
-    def _entry(self, stored: StoredCustomer) -> _Entry:
-        if stored.state is None:
-            raise ValueError(f"customer {stored.customer_id} was loaded without its state")
-        state = state_codec.decode(stored.state, self._scoring.windows)
-        return _Entry(
-            stored.partition,
-            state,
-            stored.state,
-            standing_of(stored, self._standard, self._tiers),
-            stored.change_id,
-            stored.due_day,
-            state.anchor,
-            dirty=False,
-            saved=(stored.partition, stored.tier),
-        )
+    def _entry(self, stored: StoredCustomer) -> Entry:
+        return loaded(stored, self._scoring.windows, self._standard, self._tiers)
 
-    def _stored(self, customer_id: str, entry: _Entry) -> StoredCustomer:
-        encoded = entry.encoded or state_codec.encode(entry.state)
-        entry.encoded = encoded
-        snap = of_state(entry.state, entry.day, self._scoring.windows)
-        if entry.due is None:
-            entry.due = self._due(entry.state, entry.day, snap)
-        standing = entry.standing
-        return StoredCustomer(
-            customer_id,
-            encoded,
-            None if standing is None else standing.tier.id,
-            None if standing is None else standing.since,
-            None if standing is None else standing.ruleset_version,
-            entry.partition,
-            entry.due,
-            entry.change_id,
-            snap,
-        )
+    def _stored(self, customer_id: str, entry: Entry) -> StoredCustomer:
+        return to_store(customer_id, entry, self._scoring.windows, self._standard)
