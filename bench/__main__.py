@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from bench import ingest, machine, scorer
@@ -66,9 +67,7 @@ def main() -> int:
         "and the load clients all share it.\n"
     )
     figures = ingest_figures(report) if report else []
-    figures += [
-        Figure(f"scorer: {f.name}", f.value, f.unit, f.baseline, f.ratio, f.target) for f in scored
-    ]
+    figures += [replace(f, name=f"scorer: {f.name}") for f in scored]
     markdown += f"\nScorer workloads at scale {scorer.SCALE:g}.\n\n{table(figures)}\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "report.md").write_text(markdown)

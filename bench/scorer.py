@@ -9,23 +9,31 @@ given for one instance and for two (this machine has two cores).
   started and their group settles first, then the topic is filled while they run (a fill
   at the raw producer's speed), and the clock runs from the fill's start, so the first
   instance does not have the topic to itself while the second starts;
-- latency: ingest's 202 to the tier change on the topic, at a steady 5,000 events/s, every
-  event a new customer (so every event makes a change);
+- latency: ingest's 202 to the tier change on the topic, seen by a subscriber in its own
+  process (bench/arrivals.py), at a steady 5,000 events/s, every event a new customer (so
+  every event makes a change); the events/s actually posted are reported, and named in the
+  figure when below 95% of the rate asked. Also at 500 events/s, far from saturation;
 - re-tier and sweep at 1,000,000 customers: bench/rescoring.py.
 """
 
 import asyncio
 import os
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import rescoring
+from bench import arrivals, rescoring
 from bench.figure import Figure
 from bench.ingest import ingest_process
 from bench.scorers import PARTITIONS, database, new_topics, rss, scorers, settled
@@ -36,12 +44,15 @@ from tests.workload import generate
 
 SCALE = float(os.environ.get("TIERSTREAM_BENCH_SCALE", "1"))
 INSTANCES = (1, 2)
+TARGET_RATE = 5000  # events/s of the latency target
 
 
 def run(bootstrap: str, server_url: str) -> list[Figure]:
     figures = throughput(bootstrap, server_url, int(100_000 * SCALE))
     for instances in INSTANCES:
-        figures += latency(bootstrap, server_url, 5000, 20 * SCALE, instances)
+        figures += latency(bootstrap, server_url, TARGET_RATE, 20 * SCALE, instances)
+    # the pipeline's own latency, on a machine far from saturation (make up's two instances)
+    figures += latency(bootstrap, server_url, 500, 20 * SCALE, 2)
     figures += rescoring.run(bootstrap, server_url, int(1_000_000 * SCALE), INSTANCES[::-1])
     return figures
 
@@ -131,13 +142,26 @@ def latency(
     def pct(q: float) -> float:
         return latencies[min(int(q * len(latencies)), len(latencies) - 1)] * 1000
 
-    notes = {"events": len(sent), "not_received": missing, "instances": instances}
-    what = f"ingest 202 -> tier change on the topic, {rate}/s, {instances} instance" + (
+    posted = len(sent) / seconds
+    notes = {
+        "events": len(sent),
+        "posted_per_s": round(posted),
+        "not_received": missing,
+        "instances": instances,
+    }
+    load = f"{rate}/s" if posted >= 0.95 * rate else f"{posted:,.0f}/s posted of {rate}/s asked"
+    what = f"ingest 202 -> tier change on the topic, {load}, {instances} instance" + (
         "s" if instances > 1 else ""
     )
     return [
         Figure(f"latency p50, {what}", pct(0.5), "ms", notes=notes),
-        Figure(f"latency p99, {what}", pct(0.99), "ms", target="<= 100 ms", notes=notes),
+        Figure(
+            f"latency p99, {what}",
+            pct(0.99),
+            "ms",
+            target="<= 100 ms" if rate == TARGET_RATE else "",
+            notes=notes,
+        ),
     ]
 
 
@@ -145,49 +169,56 @@ async def _steady_load(
     url: str, secret: str, bootstrap: str, prefix: str, *, rate: int, seconds: float
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Posts `rate` events/s in 100 requests/s; each event is a new customer's first purchase.
-    A consumer notes when each customer's change arrives on the topic."""
+    A subscriber in its own process (bench/arrivals.py) notes when each customer's change
+    arrives on the topic; both sides use the wall clock."""
     sent: dict[str, float] = {}
-    received: dict[str, float] = {}
-    per_request = rate // 100
     headers = {
         "authorization": f"Bearer {secret}",
         "content-type": "application/cloudevents-batch+json",
     }
-    reader = AIOKafkaConsumer(
-        prefix + topics.TIER_CHANGES, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-    )
-    await reader.start()
-    stop = asyncio.Event()
-
-    async def read() -> None:
-        while not stop.is_set() or len(received) < len(sent):
-            batch = await reader.getmany(timeout_ms=100)
-            now = time.monotonic()
-            for messages in batch.values():
-                for message in messages:
-                    received.setdefault((message.key or b"").decode(), now)
-            if stop.is_set() and time.monotonic() > stop_at + 30:
-                return
-
-    stop_at = float("inf")
-    reading = asyncio.create_task(read())
-    moment = datetime.now(UTC).isoformat()
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        await _post(client, headers, [_new_customer("L-warm-up", moment)], {})
-        start = time.monotonic()
-        n = 0
-        tasks = []
-        while time.monotonic() - start < seconds:
-            batch = [_new_customer(f"L-{n + i}", moment) for i in range(per_request)]
-            n += per_request
-            tasks.append(asyncio.create_task(_post(client, headers, batch, sent)))
-            await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
-        await asyncio.gather(*tasks)
-    stop_at = time.monotonic()
-    stop.set()
-    await reading
-    await reader.stop()
+    per_request = rate // 100
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        _arrivals(bootstrap, prefix + topics.TIER_CHANGES, Path(scratch) / "arrivals") as out,
+    ):
+        moment = datetime.now(UTC).isoformat()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await _post(client, headers, [_new_customer("L-warm-up", moment)], {})
+            start = time.monotonic()
+            n = 0
+            tasks = []
+            while (elapsed := time.monotonic() - start) < seconds:
+                # behind schedule (the loop shares the two cores): catch up in a larger request
+                size = min(max(per_request, int(elapsed * rate) - n), 1000)
+                batch = [_new_customer(f"L-{n + i}", moment) for i in range(size)]
+                n += size
+                tasks.append(asyncio.create_task(_post(client, headers, batch, sent)))
+                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+            await asyncio.gather(*tasks)
+        deadline = time.monotonic() + 30
+        received = arrivals.read(out)
+        while time.monotonic() < deadline and not sent.keys() <= received.keys():
+            await asyncio.sleep(0.5)
+            received = arrivals.read(out)
     return sent, received
+
+
+@contextmanager
+def _arrivals(bootstrap: str, topic: str, out: Path) -> Iterator[Path]:
+    out.touch()
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "bench.arrivals", bootstrap, topic, str(PARTITIONS), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None  # noqa: S101 - asked for above
+        if reader.stdout.readline().strip() != arrivals.READY:
+            raise RuntimeError(f"the reader of {topic} did not start")
+        yield out
+    finally:
+        reader.terminate()
+        reader.wait(timeout=30)
 
 
 async def _post(
@@ -197,11 +228,11 @@ async def _post(
     sent: dict[str, float],
 ) -> None:
     response = await client.post("/v1/events:batch", content=orjson.dumps(batch), headers=headers)
-    now = time.monotonic()
+    wall = time.time()
     if response.status_code != 202:
         raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:200]}")
     for event in batch:
-        sent[event["subject"]] = now
+        sent[event["subject"]] = wall
 
 
 def _new_customer(customer: str, moment: str) -> dict[str, Any]:
