@@ -20,6 +20,7 @@ from sqlalchemy import text
 from bench.figure import Figure
 from bench.scorers import (
     PARTITIONS,
+    bench_sessions,
     clone,
     database,
     new_topics,
@@ -29,7 +30,6 @@ from bench.scorers import (
     transitions,
 )
 from schemas.v1 import topics
-from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
 from services.kafka_io.producer import _partition_index
 from services.scorer import rules, state_codec
@@ -113,13 +113,12 @@ async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: boo
     ruleset yesterday and swept through today; with `due_today`, each also bought exactly 90
     days before today, so that purchase leaves the 90-day window today and every customer is
     due (and must be decoded: its stored snapshot ends today)."""
-    ruleset = rules.load((RULESETS / "default.yaml").read_text())
+    source = (RULESETS / "default.yaml").read_text()
+    ruleset = rules.load(source)
     windows = Windows()
-    engine = create_engine(url, "bench", pool_size=1)
     topic = prefix + topics.CUSTOMER_EVENTS
     since = datetime.now(UTC) - timedelta(days=1)
-    try:
-        make = sessions(engine)
+    async with bench_sessions(url) as make:
         for start in range(0, count, 20_000):
             rows = [
                 _customer(n, today, ruleset, windows, since, due_today=due_today)
@@ -132,16 +131,13 @@ async def _fill(url: str, prefix: str, count: int, today: int, *, due_today: boo
                 )
         async with unit_of_work(make) as session:
             control = ControlRepository(session, topic)
-            text_ = (RULESETS / "default.yaml").read_text()
-            await control.activate(ruleset.version, text_)
+            await control.activate(ruleset.version, source)
             await control.save_partitions(
                 [
                     PartitionState(p, None, today, ruleset.version, None, None)
                     for p in range(PARTITIONS)
                 ]
             )
-    finally:
-        await engine.dispose()
 
 
 def _customer(
@@ -187,11 +183,8 @@ def _customer(
 async def _activate(url: str, ruleset: str) -> None:
     from services.scorer.preview import activate  # noqa: PLC0415
 
-    engine = create_engine(url, "bench", pool_size=1)
-    try:
-        await activate(sessions(engine), ruleset, "bench")
-    finally:
-        await engine.dispose()
+    async with bench_sessions(url) as make:
+        await activate(make, ruleset, "bench")
 
 
 # The running instances read and rewrite their partitions' rows in every transaction: the
@@ -204,23 +197,15 @@ _DAY_BACK = text("UPDATE scorer_partitions SET swept_day = swept_day - 1 WHERE t
 async def _day_boundary(url: str, topic: str) -> None:
     """The partitions were swept through today: move them back a day, as if today had just
     begun, while the instances run."""
-    engine = create_engine(url, "bench", pool_size=1)
-    try:
-        async with unit_of_work(sessions(engine)) as session:
-            await session.execute(_LOCK)
-            await session.execute(_DAY_BACK, {"topic": topic})
-    finally:
-        await engine.dispose()
+    async with bench_sessions(url) as make, unit_of_work(make) as session:
+        await session.execute(_LOCK)
+        await session.execute(_DAY_BACK, {"topic": topic})
 
 
 def _until(url: str, topic: str, done: Callable[[PartitionState], bool]) -> Callable[[], bool]:
     async def check() -> bool:
-        engine = create_engine(url, "bench", pool_size=1)
-        try:
-            async with unit_of_work(sessions(engine)) as session:
-                parts = await ControlRepository(session, topic).partitions()
-        finally:
-            await engine.dispose()
+        async with bench_sessions(url) as make, unit_of_work(make) as session:
+            parts = await ControlRepository(session, topic).partitions()
         return len(parts) == PARTITIONS and all(done(p) for p in parts.values())
 
     return lambda: asyncio.run(check())

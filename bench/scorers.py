@@ -5,13 +5,14 @@ each its own process, as `make up` runs one; and their databases and topics."""
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack import migrate
 from services.db.engine import create_engine, sessions
@@ -70,19 +71,26 @@ def ready(scorer: ServiceProcess) -> float:
     return time.monotonic()
 
 
+@asynccontextmanager
+async def bench_sessions(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a one-connection engine, disposed on leaving: the bench's short visits
+    to the database (fills, checks, the day moved back)."""
+    engine = create_engine(url, "bench", pool_size=1)
+    try:
+        yield sessions(engine)
+    finally:
+        await engine.dispose()
+
+
 def settled(url: str, topic: str) -> None:
     """Waits until every partition is claimed and the group stopped rebalancing (the claims
     in PostgreSQL, services/db/offsets.py, are taken again on every assignment)."""
     query = text("SELECT partition, epoch FROM consumer_offsets WHERE topic = :topic")
 
     async def claims() -> dict[int, int]:
-        engine = create_engine(url, "bench", pool_size=1)
-        try:
-            async with unit_of_work(sessions(engine)) as session:
-                rows = await session.execute(query, {"topic": topic})
-                return {row.partition: row.epoch for row in rows}
-        finally:
-            await engine.dispose()
+        async with bench_sessions(url) as make, unit_of_work(make) as session:
+            rows = await session.execute(query, {"topic": topic})
+            return {row.partition: row.epoch for row in rows}
 
     last: dict[int, int] = {}
     since = time.monotonic()

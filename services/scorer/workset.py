@@ -190,7 +190,8 @@ class Workset:
     async def flush(self) -> None:
         """Saves the changed customers, their history and their outgoing records."""
         dirty = [(c, e) for c, e in self._entries.items() if e.dirty]
-        await self._repository.save([self._stored(c, e) for c, e in dirty])
+        windows, standard = self._scoring.windows, self._standard
+        await self._repository.save([to_store(c, e, windows, standard) for c, e in dirty])
         for _, entry in dirty:
             entry.dirty = False
             self._recount(entry)
@@ -275,6 +276,3 @@ class Workset:
 
     def _entry(self, stored: StoredCustomer) -> Entry:
         return loaded(stored, self._scoring.windows, self._standard, self._tiers)
-
-    def _stored(self, customer_id: str, entry: Entry) -> StoredCustomer:
-        return to_store(customer_id, entry, self._scoring.windows, self._standard)
