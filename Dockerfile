@@ -1,4 +1,5 @@
-# One image for the three services; the command picks the service.
+# One image for the three services; the command picks the service. Only the product is in it
+# (services and schemas, with their migrations, rulesets and policies): no development tooling.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,10 +10,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY services ./services
-COPY devstack ./devstack
-COPY migrations ./migrations
 COPY deploy ./deploy
-RUN pip install -e . && useradd --system --no-create-home tierstream
+RUN pip install . && useradd --system --no-create-home tierstream
 
 USER tierstream
 EXPOSE 8081 8082 8083

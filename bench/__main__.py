@@ -10,7 +10,7 @@ from pathlib import Path
 from bench import ingest, machine, scorer
 from bench.figure import Figure
 from bench.ingest import Figures
-from tests.stack import local_broker, postgres
+from harness.stack import local_broker, postgres
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -21,15 +21,16 @@ from typing import Any
 
 import orjson
 
+from harness.processes import service
+from harness.stack import free_port
 from schemas.v1 import topics
 from schemas.v1.binding import encode_event
 from schemas.v1.events import event_adapter
+from services.effectively_once.producer import safe_producer, send_all
+from services.effectively_once.record import Record
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.producer import safe_producer, send_all
-from services.kafka_io.record import Record
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from tests.processes import service
-from tests.stack import free_port
+from services.topology import tierstream_topics
 
 BATCH = 1000
 

@@ -29,19 +29,19 @@ from bench.scorers import (
     settled,
     transitions,
 )
+from harness.processes import wait_for
+from harness.scorer_run import RULESETS
 from schemas.v1 import topics
 from services.db.unit_of_work import unit_of_work
-from services.kafka_io.producer import _partition_index
-from services.scorer import rules, state_codec
-from services.scorer.control_repository import ControlRepository, PartitionState
-from services.scorer.facts import local_day
-from services.scorer.repository import ScorerRepository, StoredCustomer
-from services.scorer.rfm import Fact, Windows, apply_all
-from services.scorer.scoring import due_from
-from services.scorer.snapshot import of_state
-from services.scorer.tier_repository import TierRepository
-from tests.processes import wait_for
-from tests.scorer_run import RULESETS
+from services.effectively_once.producer import partition_index
+from services.scorer.core import codec, rules
+from services.scorer.core.facts import local_day
+from services.scorer.core.scoring import due_from
+from services.scorer.core.snapshot import of_state
+from services.scorer.core.state import Fact, Windows, apply_all
+from services.scorer.store.control import ControlRepository, PartitionState
+from services.scorer.store.customers import ScorerRepository, StoredCustomer
+from services.scorer.store.tiers import TierRepository
 
 NEW_VERSION = "rfm-segments-2"
 
@@ -169,11 +169,11 @@ def _customer(
         raise AssertionError(f"{customer} is due on {due}, not today")
     return StoredCustomer(
         customer,
-        state_codec.encode(state),
+        codec.encode(state),
         match.tier.id,
         since,
         ruleset.version,
-        _partition_index(customer.encode(), PARTITIONS),
+        partition_index(customer.encode(), PARTITIONS),
         due,
         None,
         snap,

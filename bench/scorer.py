@@ -37,10 +37,10 @@ from bench import arrivals, rescoring
 from bench.figure import Figure
 from bench.ingest import ingest_process
 from bench.scorers import PARTITIONS, database, new_topics, rss, scorers, settled
+from harness.processes import caught_up, committed, wait_for
+from harness.scorer_run import produce, records
+from harness.workload import generate
 from schemas.v1 import topics
-from tests.processes import caught_up, committed, wait_for
-from tests.scorer_run import produce, records
-from tests.workload import generate
 
 SCALE = float(os.environ.get("TIERSTREAM_BENCH_SCALE", "1"))
 INSTANCES = (1, 2)

@@ -14,12 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devstack import migrate
+from harness.databases import create_database, database_on
+from harness.processes import ServiceProcess, service, wait_for
+from harness.stack import free_port
+from services import migrations
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from tests.processes import ServiceProcess, service, wait_for
-from tests.stack import free_port
+from services.effectively_once.topics import ensure_topics
+from services.topology import tierstream_topics
 
 PARTITIONS = 12
 # a group is settled when no partition was claimed again for this long (a rebalance
@@ -84,7 +86,7 @@ async def bench_sessions(url: str) -> AsyncIterator[async_sessionmaker[AsyncSess
 
 def settled(url: str, topic: str) -> None:
     """Waits until every partition is claimed and the group stopped rebalancing (the claims
-    in PostgreSQL, services/db/offsets.py, are taken again on every assignment)."""
+    in PostgreSQL, services/effectively_once/offsets.py, are taken again on every assignment)."""
     query = text("SELECT partition, epoch FROM consumer_offsets WHERE topic = :topic")
 
     async def claims() -> dict[int, int]:
@@ -137,7 +139,7 @@ def new_topics(bootstrap: str) -> str:
 def database(server_url: str) -> str:
     """A new database, migrated."""
     url = _new_database(server_url)
-    migrate.upgrade(url)
+    migrations.upgrade(url)
     return url
 
 
@@ -147,8 +149,6 @@ def clone(server_url: str, url: str) -> str:
 
 
 def _new_database(server_url: str, template: str | None = None) -> str:
-    from tests.conftest import _create_database  # noqa: PLC0415
-
     name = f"bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create_database(server_url, name, template))
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(create_database(server_url, name, template))
+    return database_on(server_url, name)

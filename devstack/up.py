@@ -17,13 +17,15 @@ from types import FrameType
 
 import httpx
 
-from devstack import migrate, prometheus
+from devstack import prometheus
 from devstack.config import StackConfig
-from devstack.directory import demo_directory
 from devstack.kafka import KafkaBroker, run_isolated
 from devstack.postgres import PostgresServer
+from services import migrations
+from services.demo.people import demo_directory
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.topics import ensure_topics, tierstream_topics
+from services.topology import tierstream_topics
 
 
 class Stack:
@@ -62,7 +64,7 @@ class Stack:
                 ),
             )
         )
-        migrate.upgrade(self.database_url)
+        migrations.upgrade(self.database_url)
         secret, keys = self._api_key()
         self._start_sink()
         for name, (service, port) in self.config.instances().items():

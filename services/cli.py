@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.topics import ensure_topics, tierstream_topics
+from services.topology import tierstream_topics
 
 
 def _keys_new(args: argparse.Namespace) -> int:
@@ -29,15 +30,15 @@ def _topics_create(args: argparse.Namespace) -> int:
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    from devstack import migrate  # noqa: PLC0415 - alembic only for this command
+    from services import migrations  # noqa: PLC0415 - alembic only for this command
 
-    migrate.upgrade(args.url, args.revision)
+    migrations.upgrade(args.url, args.revision)
     print(f"database at revision {args.revision}")
     return 0
 
 
 def _rules_check(args: argparse.Namespace) -> int:
-    from services.scorer import rules  # noqa: PLC0415 - cel-cpp only for this command
+    from services.scorer.core import rules  # noqa: PLC0415 - cel-cpp only for this command
 
     try:
         ruleset = rules.load(args.file.read_text(encoding="utf-8"), str(args.file))
@@ -51,7 +52,7 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _rules_preview(args: argparse.Namespace) -> int:
-    from services.scorer import rules  # noqa: PLC0415
+    from services.scorer.core import rules  # noqa: PLC0415
 
     try:
         found = asyncio.run(_with_scorer_db(args, "preview"))
@@ -62,8 +63,8 @@ def _rules_preview(args: argparse.Namespace) -> int:
 
 
 def _rules_activate(args: argparse.Namespace) -> int:
-    from services.scorer import rules  # noqa: PLC0415
-    from services.scorer.control_repository import VersionConflict  # noqa: PLC0415
+    from services.scorer.core import rules  # noqa: PLC0415
+    from services.scorer.store.control import VersionConflict  # noqa: PLC0415
 
     try:
         stored = asyncio.run(_with_scorer_db(args, "activate"))
@@ -79,9 +80,10 @@ def _rules_activate(args: argparse.Namespace) -> int:
 
 async def _with_scorer_db(args: argparse.Namespace, what: str) -> Any:
     from schemas.v1 import topics  # noqa: PLC0415
+    from services.clock import wall_clock  # noqa: PLC0415
     from services.db.engine import create_engine, sessions  # noqa: PLC0415
     from services.scorer import preview  # noqa: PLC0415
-    from services.scorer.main import scoring_of, wall_clock  # noqa: PLC0415
+    from services.scorer.main import scoring_of  # noqa: PLC0415
     from services.scorer.settings import ScorerSettings  # noqa: PLC0415
 
     settings = ScorerSettings(**({"database_url": args.url} if args.url else {}))
@@ -171,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from devstack import demo  # noqa: PLC0415 - only for this command
+    from services.demo import traffic  # noqa: PLC0415 - only for this command
 
     key = args.key or os.environ.get("TIERSTREAM_DEMO_API_KEY")
     if key is None:
@@ -181,7 +183,7 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"no API key: pass --key, or run `make up` first ({key_file})", file=sys.stderr)
             return 2
         key = key_file.read_text().strip()
-    return demo.run(
+    return traffic.run(
         args.url, key, customers_count=args.customers, seconds=args.seconds, rate=args.rate,
         seed=args.seed,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from schemas.v1.binding import CONTENT_TYPE
-from services.kafka_io.record import Record
+from services.effectively_once.record import Record
 
 # Python's `$` also matches before a final newline: \Z does not.
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]

@@ -9,11 +9,13 @@ import pytest_asyncio
 from hypothesis import HealthCheck, settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from devstack import migrate
 from devstack.kafka import run_isolated
+from harness import stack
+from harness.databases import create_database, database_on
+from services import migrations
 from services.db.engine import create_engine
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from tests import stack
+from services.effectively_once.topics import ensure_topics
+from services.topology import tierstream_topics
 
 # Examples are checked, not timed: a loaded 2-core CI machine must not turn slowness into
 # failures (generation or per-example deadlines), only wrong answers.
@@ -44,28 +46,15 @@ async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
 @pytest.fixture
 def database_url(postgres_url: str) -> str:
     """A fresh, empty database for this test alone, on the session's server."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
     name = f"test_{uuid.uuid4().hex[:12]}"
-    run_isolated(_create_database(postgres_url, name))
-    return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    run_isolated(create_database(postgres_url, name))
+    return database_on(postgres_url, name)
 
 
 @pytest_asyncio.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on this test's database, migrated to the latest revision."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     engine = create_engine(database_url, "test")
     yield engine
-    await engine.dispose()
-
-
-async def _create_database(url: str, name: str, template: str | None = None) -> None:
-    """An empty database, or a copy of `template` (PostgreSQL copies its files)."""
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
-
-    copy = "" if template is None else f' TEMPLATE "{template}"'
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with engine.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
     await engine.dispose()

@@ -10,11 +10,11 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
+from services.effectively_once.producer import safe_producer
 from services.ingest.api import create_app
 from services.ingest.auth import new_key
 from services.ingest.publisher import EventPublisher
 from services.ingest.settings import IngestSettings
-from services.kafka_io.producer import safe_producer
 
 SINGLE = {"content-type": "application/cloudevents+json"}
 BATCH = {"content-type": "application/cloudevents-batch+json"}

@@ -17,10 +17,10 @@ from sqlalchemy import text
 
 from schemas.v1.binding import attribute_headers
 from schemas.v1.tiers import TierChangedV1
-from services.db.offsets import OffsetStore
 from services.db.unit_of_work import unit_of_work
-from services.kafka_io.record import Record
-from services.notifier.directory import hash_token
+from services.effectively_once.offsets import OffsetStore
+from services.effectively_once.record import Record
+from services.notifier.core.directory import hash_token
 from services.notifier.main import Notifier
 from services.notifier.settings import NotifierSettings
 

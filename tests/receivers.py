@@ -22,7 +22,7 @@ import orjson
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.stack import free_port
+from harness.stack import free_port
 
 HOST = "127.0.0.1"
 

@@ -1,1 +1,2 @@
-"""Domain-free database kit: engine, unit of work, consumer offsets stored with the state."""
+"""Domain-free database kit: the async engine and its sessions, and the unit of work that
+commits or rolls back one transaction. The repositories of each service build on it."""

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict
 
 from schemas.v1.events import event_adapter
+from services.effectively_once.producer import BrokerUnavailable
 from services.ingest.auth import ApiKey, authenticate
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import EventPublisher
@@ -28,7 +29,6 @@ from services.ingest.validation import (
     validate_batch,
     validate_single,
 )
-from services.kafka_io.producer import BrokerUnavailable
 from services.web import problems
 from services.web.body import media_type, read_bounded
 from services.web.health import health_router

@@ -5,34 +5,27 @@ each builds its own producer through `app_from_environment`, inside its own even
 the metrics of all of them are summed (prometheus_client multiprocess mode).
 """
 
-import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
+from services.clock import wall_clock
+from services.effectively_once.producer import safe_producer, start_producer
 from services.ingest.api import create_app
 from services.ingest.publisher import EventPublisher
 from services.ingest.settings import IngestSettings
-from services.kafka_io.producer import safe_producer
 from services.logs import configure_logging
 from services.web.serve import settle_heap
 
 log = structlog.get_logger()
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def build(settings: IngestSettings) -> FastAPI:
@@ -78,19 +71,6 @@ def app_from_environment() -> FastAPI:
     settings = IngestSettings()
     configure_logging(settings.log_level, "ingest")
     return build(settings)
-
-
-async def start_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
-    """Waits for Kafka at start-up, within a bound, instead of failing on the first try."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            try:
-                await producer.start()
-            except KafkaConnectionError as error:
-                log.warning("kafka_not_reachable", error=str(error))
-                await asyncio.sleep(1.0)
-            else:
-                return
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from services.kafka_io.producer import send_all
-from services.kafka_io.record import Record
+from services.effectively_once.producer import send_all
+from services.effectively_once.record import Record
 
 
 class EventPublisher:

@@ -1,32 +1,15 @@
-"""Settings of the ingest service (environment, `TIERSTREAM_` prefix), built once in main."""
-
-from decimal import Decimal
+"""Settings of the ingest service (environment, `TIERSTREAM_INGEST_` prefix; the
+infrastructure settings shared by every service under `TIERSTREAM_`), built once in main."""
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.config import shared as _shared
 from services.ingest.auth import ApiKey
+from services.shared_settings import MoneySettings
 
 
-class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TIERSTREAM_INGEST_", frozen=True, extra="forbid", populate_by_name=True
-    )
-
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
-    )
-    topic_prefix: str = Field("", validation_alias=_shared("TOPIC_PREFIX"))
-    base_currency: str = Field(
-        "CNY", pattern=r"^[A-Z]{3}$", validation_alias=_shared("BASE_CURRENCY")
-    )
-    exchange_rates: dict[str, Decimal] = Field(
-        default_factory=dict,
-        validation_alias=_shared("EXCHANGE_RATES"),
-        description='JSON: {"USD": "7.10"} units of base currency per unit',
-    )
-    log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
+class IngestSettings(MoneySettings):
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_INGEST_")
 
     host: str = "127.0.0.1"
     port: int = 8081

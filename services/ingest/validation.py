@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.v1.binding import Event, encode_event
 from schemas.v1.events import EVENT_TYPES, CustomerEventV1, TransactionEvent, event_adapter
 from services import event_codec as fastpath
-from services.kafka_io.record import Record
+from services.effectively_once.record import Record
 
 
 @dataclass(frozen=True, slots=True)

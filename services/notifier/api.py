@@ -22,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.db.unit_of_work import unit_of_work
-from services.notifier.directory import Directory, Person
-from services.notifier.task_repository import Page, TaskRepository, ping
+from services.notifier.core.directory import Directory, Person
+from services.notifier.store.tasks import Page, TaskRepository, ping
 from services.web import problems
 from services.web.health import Check, health_router
 from services.web.problems import Problem

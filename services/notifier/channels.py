@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import aiosmtplib
 import httpx
 import orjson
 
-Kind = Literal["webhook", "slack", "dingtalk", "wecom", "email"]
+from services.notifier.core.contacts import Channel, Kind
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WECOM_MARKDOWN_MAX_BYTES = 4096
@@ -37,14 +37,6 @@ ERRCODES: Mapping[tuple[str, int], tuple[bool, float | None]] = {
 }
 _SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _MSG_ID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    kind: Kind
-    target: str  # https URL for webhook/slack/dingtalk/wecom; an email address for email
-    secret: str | None = None  # webhook: HMAC key; dingtalk: the "SEC..." signing secret
-    rate_per_minute: int = 60  # enforced by the caller
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.background import Rounds
 from services.db.unit_of_work import unit_of_work
+from services.effectively_once.rounds import Rounds
 from services.notifier.channels import Message, Outcome, Sender
-from services.notifier.delivery_repository import Claimed, DeliveryRepository
-from services.notifier.directory import Directory
+from services.notifier.core.directory import Directory
+from services.notifier.core.retries import Backoff
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.retries import Backoff
+from services.notifier.store.deliveries import Claimed, DeliveryRepository
 
 log = structlog.get_logger()
 

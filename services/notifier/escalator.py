@@ -2,7 +2,7 @@
 
 Each round, in one transaction: lock the due tasks (`FOR UPDATE SKIP LOCKED`, so several
 notifier instances split them and never take the same one), compute each step (pure,
-services/notifier/escalation.py), record it (unique on task and level: a step is never
+services/notifier/core/escalation.py), record it (unique on task and level: a step is never
 recorded twice), set the next timer and enqueue the step's alerts. The same round forgets
 tier changes seen longer ago than the dedupe retention, in bounded steps. A restart loses nothing:
 the timer is a row. An acknowledgement clears the timer; one that races a step waits for the
@@ -16,13 +16,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.v1.tiers import TierChangedV1
-from services.background import Rounds
 from services.db.unit_of_work import unit_of_work
-from services.notifier.directory import Directory
-from services.notifier.escalation import next_step
+from services.effectively_once.rounds import Rounds
+from services.notifier.core.directory import Directory
+from services.notifier.core.escalation import next_step
+from services.notifier.core.routing import deliveries
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.repository import NotifierRepository
-from services.notifier.routing import deliveries
+from services.notifier.store.notifications import NotifierRepository
 
 log = structlog.get_logger()
 FORGET_BATCH = 1000  # tier changes seen, forgotten per round after the retention

@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import structlog
@@ -23,33 +23,29 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
-from services.background import Background
+from services.clock import wall_clock
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
-from services.ingest.main import start_producer
-from services.kafka_io.consumer import Handler, PartitionedLoop, safe_consumer
-from services.kafka_io.producer import safe_producer
-from services.kafka_io.relay import Relay
+from services.effectively_once.loop import Handler, PartitionedLoop, safe_consumer
+from services.effectively_once.producer import safe_producer, start_producer
+from services.effectively_once.relay import Relay
+from services.effectively_once.rounds import Background
 from services.logs import configure_logging
-from services.notifier import directory as directories
-from services.notifier import policy as policies
 from services.notifier.api import Backend, create_app
 from services.notifier.channels import Sender, SmtpSettings
-from services.notifier.consumer import ChangeHandler, ProfileHandler
+from services.notifier.core import directory as directories
+from services.notifier.core import policy as policies
+from services.notifier.core.retries import Backoff
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.escalator import Escalator
+from services.notifier.handlers import ChangeHandler, ProfileHandler
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.retries import Backoff
 from services.notifier.settings import NotifierSettings
-from services.notifier.task_repository import task_gauges
+from services.notifier.store.tasks import task_gauges
 from services.web.serve import serve, settle_heap
 
 log = structlog.get_logger()
 CHANGES, PROFILES = "notifier", "notifier-profiles"
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 class Notifier:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.kafka_io.metrics import LoopMetrics
+from services.loop_metrics import LoopMetrics
 
 
 class NotifierMetrics(LoopMetrics):

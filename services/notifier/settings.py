@@ -4,26 +4,15 @@ infrastructure settings shared by every service under `TIERSTREAM_`), built once
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.config import shared
-from services.notifier.policy import DEFAULT_POLICY
+from services.shared_settings import DatabaseSettings
+
+DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
 
 
-class NotifierSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TIERSTREAM_NOTIFIER_", frozen=True, extra="forbid", populate_by_name=True
-    )
-
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=shared("KAFKA_BOOTSTRAP_SERVERS")
-    )
-    database_url: str = Field(
-        "postgresql+asyncpg://tierstream@127.0.0.1:5432/tierstream",
-        validation_alias=shared("DATABASE_URL"),
-    )
-    topic_prefix: str = Field("", validation_alias=shared("TOPIC_PREFIX"))
-    log_level: str = Field("INFO", validation_alias=shared("LOG_LEVEL"))
+class NotifierSettings(DatabaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_NOTIFIER_")
 
     host: str = "127.0.0.1"
     port: int = 8083

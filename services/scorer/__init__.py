@@ -1,6 +1,12 @@
-"""scorer: incremental RFM state and tiering.
+"""scorer: incremental RFM state per customer in PostgreSQL, tiers moved the moment the
+numbers or the calendar say so, every change published through the outbox (SPEC §4, §5).
 
-Built so far: the pure core (rfm.py: exact windowed state; facts.py: events to facts;
-rules.py: CEL rulesets). Not yet: the consumer loop, storage, outbox, API; until then its
-process serves only /healthz, /readyz (not ready) and /metrics.
+Three rooms:
+- `core/`: the pure core (state, facts, rules and their file format, scoring, snapshot,
+  codec, configuration): plain functions over frozen data;
+- `store/`: all of its SQL (customers and events seen, tiers as a whole, control data);
+- the shell: `handler` (the careful loop's handler), `decoding`, `workset`, `entries`,
+  `rescoring` (the sweep and the re-tier from storage), `standards` (the ruleset and
+  thresholds in force), `publisher`, `preview` (`tierstream rules preview/activate`), the
+  API's read side (`read_side`, `answers`, `api`), `metrics`, `settings` and `main`.
 """

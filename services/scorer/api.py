@@ -11,13 +11,8 @@ from fastapi import FastAPI, Query, Request
 from prometheus_client import CollectorRegistry
 from pydantic import AwareDatetime
 
-from services.scorer.queries import (
-    AsOfOutOfRange,
-    CustomerAnswer,
-    CustomerPage,
-    Queries,
-    Status,
-)
+from services.scorer.answers import CustomerAnswer, CustomerPage, Status
+from services.scorer.read_side import AsOfOutOfRange, Queries
 from services.web import problems
 from services.web.health import health_router
 from services.web.problems import Problem

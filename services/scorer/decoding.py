@@ -18,9 +18,9 @@ from schemas.v1.binding import Event, UndecodableRecord, decode_event
 from schemas.v1.deadletter import Reason
 from schemas.v1.events import EVENT_TYPES, TransactionEvent
 from services import event_codec
-from services.scorer.facts import UnknownCurrency, local_day, minor_units
-from services.scorer.rfm import Fact
-from services.scorer.workset import Scoring
+from services.scorer.core.config import Scoring
+from services.scorer.core.facts import UnknownCurrency, local_day, minor_units
+from services.scorer.core.state import Fact
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,12 @@ and its conversions from and to the stored row."""
 
 from dataclasses import dataclass
 
-from services.scorer import state_codec
-from services.scorer.repository import StoredCustomer
+from services.scorer.core import codec
+from services.scorer.core.scoring import Standard, Standing, due_from
+from services.scorer.core.snapshot import Snapshot, of_state
+from services.scorer.core.state import CustomerState, Windows
 from services.scorer.rescoring import Place, TierLookup, standing_of
-from services.scorer.rfm import CustomerState, Windows
-from services.scorer.scoring import Standard, Standing, due_from
-from services.scorer.snapshot import Snapshot, of_state
+from services.scorer.store.customers import StoredCustomer
 
 
 @dataclass(slots=True)
@@ -29,7 +29,7 @@ def loaded(
 ) -> Entry:
     if stored.state is None:
         raise ValueError(f"customer {stored.customer_id} was loaded without its state")
-    state = state_codec.decode(stored.state, windows)
+    state = codec.decode(stored.state, windows)
     return Entry(
         stored.partition,
         state,
@@ -64,7 +64,7 @@ def due_day(
 def to_store(
     customer_id: str, entry: Entry, windows: Windows, standard: Standard
 ) -> StoredCustomer:
-    encoded = entry.encoded or state_codec.encode(entry.state)
+    encoded = entry.encoded or codec.encode(entry.state)
     entry.encoded = encoded
     snap = of_state(entry.state, entry.day, windows)
     if entry.due is None:

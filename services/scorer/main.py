@@ -1,7 +1,7 @@
 """Wiring of the scorer: settings, engine, consumer, producer, loop, relay and API are built,
 started and closed here and nowhere else.
 
-Three tasks run beside the HTTP API: the consumer loop (services/kafka_io/consumer.py with
+Three tasks run beside the HTTP API: the consumer loop (services/effectively_once/loop.py with
 the scorer's handler), the outbox relay, and a small task that refreshes the consumer-lag
 and customers-per-tier gauges. If the loop or the relay fails (PostgreSQL or Kafka gone),
 the process exits non-zero and is restarted: everything it did is either committed with its
@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -22,31 +22,28 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from schemas.v1 import topics
-from services.background import Background
+from services.clock import wall_clock
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
-from services.ingest.main import start_producer
-from services.kafka_io.consumer import PartitionedLoop, safe_consumer
-from services.kafka_io.producer import safe_producer
-from services.kafka_io.relay import Relay
+from services.effectively_once.loop import PartitionedLoop, safe_consumer
+from services.effectively_once.producer import safe_producer, start_producer
+from services.effectively_once.relay import Relay
+from services.effectively_once.rounds import Background
 from services.logs import configure_logging
 from services.scorer.api import create_app
-from services.scorer.consumer import ScorerHandler
-from services.scorer.facts import local_day
+from services.scorer.core.config import Scoring
+from services.scorer.core.facts import local_day
+from services.scorer.core.state import Windows
+from services.scorer.handler import ScorerHandler
 from services.scorer.metrics import ScorerMetrics
-from services.scorer.queries import Queries
-from services.scorer.rfm import Windows
-from services.scorer.rulebook import Rulebook
+from services.scorer.read_side import Queries
 from services.scorer.settings import ScorerSettings
-from services.scorer.workset import OutTopics, Scoring
+from services.scorer.standards import Standards
+from services.scorer.workset import OutTopics
 from services.web.serve import serve, settle_heap
 
 log = structlog.get_logger()
 CONSUMER = "scorer"
-
-
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def scoring_of(settings: ScorerSettings) -> Scoring:
@@ -93,7 +90,7 @@ class Scorer:
         )
         self.metrics = ScorerMetrics(registry)
         self.metrics_registry = registry
-        self.rulebook = Rulebook(
+        self.standards = Standards(
             self.topic,
             settings.ruleset_file.read_text(encoding="utf-8"),
             refresh=timedelta(seconds=settings.population_refresh_seconds),
@@ -102,7 +99,7 @@ class Scorer:
         self.handler = ScorerHandler(
             topic=self.topic,
             scoring=self.scoring,
-            rulebook=self.rulebook,
+            standards=self.standards,
             topics=OutTopics(
                 prefix + topics.TIER_CHANGES,
                 prefix + topics.CUSTOMER_TIERS,
@@ -127,7 +124,7 @@ class Scorer:
         self.relay = Relay(self.producer, self.sessions)
         self.queries = Queries(
             self.sessions,
-            self.rulebook,
+            self.standards,
             self.scoring,
             topic=self.topic,
             consumer=CONSUMER,
@@ -144,7 +141,7 @@ class Scorer:
             await self.consumer.start()
         wall = self.now()
         async with unit_of_work(self.sessions) as session:
-            await self.rulebook.refresh(session, local_day(wall, self.scoring.zone), wall)
+            await self.standards.refresh(session, local_day(wall, self.scoring.zone), wall)
         self.loop.subscribe()
         self.background.start("loop", self.loop.run)
         self.background.start("relay", self.relay.run)
@@ -152,7 +149,7 @@ class Scorer:
         log.info(
             "scorer_started",
             topic=self.topic,
-            ruleset=self.rulebook.standard.key,
+            ruleset=self.standards.standard.key,
             clock=self.settings.clock,
         )
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.v1.deadletter import Reason
-from services.kafka_io.metrics import LoopMetrics
+from services.loop_metrics import LoopMetrics
 
 
 class _Changed(Protocol):

@@ -14,15 +14,15 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.db.unit_of_work import unit_of_work
-from services.scorer import rules
-from services.scorer.control_repository import ControlRepository, StoredRuleset
-from services.scorer.facts import local_day
-from services.scorer.repository import ScorerRepository
+from services.scorer.core import rules
+from services.scorer.core.config import Scoring
+from services.scorer.core.facts import local_day
+from services.scorer.core.rules import Ruleset, Thresholds
+from services.scorer.core.scoring import Standing, judge
 from services.scorer.rescoring import PAGE, snapshot_at
-from services.scorer.rulebook import Population
-from services.scorer.rules import Ruleset, Thresholds
-from services.scorer.scoring import Standing, judge
-from services.scorer.workset import Scoring
+from services.scorer.standards import Population
+from services.scorer.store.control import ControlRepository, StoredRuleset
+from services.scorer.store.customers import ScorerRepository
 
 
 @dataclass

@@ -9,9 +9,9 @@ import orjson
 
 from schemas.v1 import tiers as contract
 from schemas.v1.binding import CONTENT_TYPE
-from services.kafka_io.record import Record
-from services.scorer.rules import Tier
-from services.scorer.scoring import Change, EventCause, day_start, direction
+from services.effectively_once.record import Record
+from services.scorer.core.rules import Tier
+from services.scorer.core.scoring import Change, EventCause, day_start, direction
 
 SOURCE = "tierstream/scorer"
 _SOURCE = SOURCE.encode()
@@ -42,8 +42,9 @@ def change_records(change: Change, zone: ZoneInfo) -> tuple[Record, Record]:
 
 
 def change_json(change: Change, zone: ZoneInfo) -> bytes:
-    """`to_contract(change, zone)` serialized, byte for byte, without building the pydantic
-    models (this runs for every change; tests/unit/test_publisher.py holds them equal)."""
+    """The contract's `tierstream.tier.changed` payload, serialized byte for byte as the
+    pydantic models would (tests/contract_oracle.py builds them), without building them:
+    this runs for every change; tests/unit/test_publisher.py holds the two equal."""
     before, after, found = change.before, change.after, change.features
     t = change.thresholds
     cause = change.cause

@@ -11,12 +11,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Container
 from datetime import datetime
 
-from services.scorer import state_codec
-from services.scorer.repository import Rescheduled, Rescored, ScorerRepository, StoredCustomer
-from services.scorer.rfm import Windows
-from services.scorer.rules import Tier, evaluate
-from services.scorer.scoring import Change, ClockReason, Standard, Standing, due_from, judge
-from services.scorer.snapshot import Snapshot
+from services.scorer.core import codec
+from services.scorer.core.rules import Tier, evaluate
+from services.scorer.core.scoring import Change, ClockReason, Standard, Standing, due_from, judge
+from services.scorer.core.snapshot import Snapshot
+from services.scorer.core.state import Windows
+from services.scorer.store.customers import Rescheduled, Rescored, ScorerRepository, StoredCustomer
 
 TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
 Counts = Counter[tuple[int, str]]  # (partition, tier) -> customers moved in or out
@@ -29,7 +29,7 @@ def snapshot_at(stored: StoredCustomer, day: int, windows: Windows) -> Snapshot:
     """The customer's snapshot for `day`: the stored one, or one from the state when the
     query sent it (it does when the stored snapshot does not cover the day)."""
     if stored.state is not None:
-        return state_codec.snapshot(stored.state, day, windows)
+        return codec.snapshot(stored.state, day, windows)
     if stored.snapshot is None or not stored.snapshot.covers(day):
         raise ValueError(f"customer {stored.customer_id} came without its state for day {day}")
     return stored.snapshot

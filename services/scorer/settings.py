@@ -1,41 +1,21 @@
 """Settings of the scorer service (environment, `TIERSTREAM_SCORER_` prefix; infrastructure
 settings shared by every service under `TIERSTREAM_`), built once in main."""
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from services.config import shared
+from services.shared_settings import DatabaseSettings, MoneySettings, shared
 
 DEFAULT_RULESET = Path(__file__).parent / "rulesets" / "default.yaml"
 
 
-class ScorerSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TIERSTREAM_SCORER_", frozen=True, extra="forbid", populate_by_name=True
-    )
+class ScorerSettings(DatabaseSettings, MoneySettings):
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_SCORER_")
 
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias=shared("KAFKA_BOOTSTRAP_SERVERS")
-    )
-    database_url: str = Field(
-        "postgresql+asyncpg://tierstream@127.0.0.1:5432/tierstream",
-        validation_alias=shared("DATABASE_URL"),
-    )
-    topic_prefix: str = Field("", validation_alias=shared("TOPIC_PREFIX"))
     timezone: str = Field("UTC", validation_alias=shared("TIMEZONE"))
-    base_currency: str = Field(
-        "CNY", pattern=r"^[A-Z]{3}$", validation_alias=shared("BASE_CURRENCY")
-    )
-    exchange_rates: dict[str, Decimal] = Field(
-        default_factory=dict,
-        validation_alias=shared("EXCHANGE_RATES"),
-        description='JSON: {"USD": "7.10"} units of base currency per unit',
-    )
-    log_level: str = Field("INFO", validation_alias=shared("LOG_LEVEL"))
 
     host: str = "127.0.0.1"
     port: int = 8082

@@ -1,30 +1,18 @@
 """The customers of one partition that one transaction touches: loaded once, moved by the
-pure core (services/scorer/scoring.py), saved once with their tier changes in the outbox.
+pure core (services/scorer/core/scoring.py), saved once with their tier changes in the outbox.
 
 Events, the day-boundary sweep and the re-tier after a ruleset or threshold change all go
 through here, so a customer is never changed by two paths with two different copies.
 """
 
 from collections import Counter
-from collections.abc import Awaitable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from services.db.outbox import Outbox
-from services.scorer.entries import Entry, due_day, loaded, to_store
-from services.scorer.publisher import change_records
-from services.scorer.repository import ScorerRepository, StoredCustomer
-from services.scorer.rescoring import (
-    PAGE,
-    Counts,
-    Rescorer,
-    TierLookup,
-    recount,
-)
-from services.scorer.rfm import CustomerState, Fact, Windows
-from services.scorer.scoring import (
+from services.effectively_once.outbox import Outbox
+from services.scorer.core.config import Scoring
+from services.scorer.core.scoring import (
     Change,
     ClockReason,
     EventCause,
@@ -32,19 +20,20 @@ from services.scorer.scoring import (
     rescore,
     score_event,
 )
-from services.scorer.tier_repository import HistoryEntry, TierRepository
+from services.scorer.core.state import CustomerState, Fact
+from services.scorer.entries import Entry, due_day, loaded, to_store
+from services.scorer.publisher import change_records
+from services.scorer.rescoring import (
+    PAGE,
+    Counts,
+    Rescorer,
+    TierLookup,
+    recount,
+)
+from services.scorer.store.customers import ScorerRepository, StoredCustomer
+from services.scorer.store.tiers import HistoryEntry, TierRepository
 
 KEEP_AT_MOST = 20_000  # entries held in memory before clean ones are dropped
-
-
-@dataclass(frozen=True, slots=True)
-class Scoring:
-    """Configuration of the pure core, built from settings by main."""
-
-    zone: ZoneInfo
-    windows: Windows
-    base_currency: str
-    rates: Mapping[str, Decimal]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,20 +31,22 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from devstack import migrate
 from devstack.kafka import run_isolated
+from harness.processes import caught_up, wait_for
+from harness.scorer_run import RULESETS
+from harness.stack import free_port, local_broker, scratch_dir
+from harness.workload import Workload, expect, generate
+from services import migrations
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from services.notifier import policy as policies
-from services.notifier.policy import OpenTask, decide
-from services.scorer import rules
+from services.notifier.core import policy as policies
+from services.notifier.core.policy import OpenTask, decide
+from services.notifier.settings import DEFAULT_POLICY
+from services.scorer.core import rules
+from services.topology import tierstream_topics
 from tests.e2e.test_scorer_replay import compare_features
 from tests.kafka_reader import read_all
 from tests.notifier_run import NOW, change, directory_yaml
-from tests.processes import caught_up, wait_for
-from tests.scorer_run import RULESETS
-from tests.stack import free_port, local_broker, scratch_dir
-from tests.workload import Workload, expect, generate
 
 pytestmark = pytest.mark.e2e
 SCALE = float(os.environ.get("TIERSTREAM_CHAOS_SCALE", "1"))
@@ -52,7 +54,7 @@ EVENTS, CUSTOMERS = int(20_000 * SCALE), int(2_000 * SCALE)
 ROUNDS = max(1, round(SCALE / 2))  # each round: every kind of fault once
 SECRET, KEY = new_key("chaos", ["erp/*"])
 SLA_S = 3
-POLICY = policies.DEFAULT_POLICY.read_text(encoding="utf-8").replace(
+POLICY = DEFAULT_POLICY.read_text(encoding="utf-8").replace(
     "ack_within: 2h", f"ack_within: {SLA_S}s"
 )
 REPORT = Path(__file__).parents[2] / "bench" / "results" / "chaos.json"
@@ -141,7 +143,7 @@ def test_the_pipeline_survives_kills_and_outages_and_ends_exactly_right() -> Non
     with local_broker() as broker, _postgres() as postgres:
         prefix = f"chaos-{uuid.uuid4().hex[:8]}."
         run_isolated(ensure_topics(broker.bootstrap, tierstream_topics(prefix, 3, 3)))
-        migrate.upgrade(postgres.url)
+        migrations.upgrade(postgres.url)
         chaos = Chaos(_services(broker.bootstrap, postgres.url, prefix), broker, postgres)
         try:
             _run(chaos, workload)

@@ -10,11 +10,12 @@ import orjson
 import pytest
 
 from devstack.kafka import run_isolated
+from harness.processes import ServiceProcess, service
+from harness.stack import free_port
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.topics import ensure_topics, tierstream_topics
+from services.topology import tierstream_topics
 from tests.events import transaction
-from tests.processes import ServiceProcess, service
-from tests.stack import free_port
 
 pytestmark = pytest.mark.e2e
 SECRET, KEY = new_key("workers", ["erp/*"])

@@ -9,11 +9,12 @@ import uuid
 import pytest
 from sqlalchemy.engine import make_url
 
-from devstack import migrate
 from devstack.kafka import run_isolated
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from tests.processes import service
-from tests.stack import free_port
+from harness.processes import service
+from harness.stack import free_port
+from services import migrations
+from services.effectively_once.topics import ensure_topics
+from services.topology import tierstream_topics
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def env(kafka_bootstrap: str, database_url: str, port: int) -> dict[str, str]:
 def test_losing_the_database_stops_the_process_with_an_error(
     kafka_bootstrap: str, database_url: str, postgres_url: str
 ) -> None:
-    migrate.upgrade(database_url)
+    migrations.upgrade(database_url)
     port = free_port()
     with service("services.scorer.main", port, env(kafka_bootstrap, database_url, port)) as s:
         run_isolated(_drop(postgres_url, make_url(database_url).database or ""))
@@ -45,7 +46,7 @@ def test_losing_the_database_stops_the_process_with_an_error(
 
 
 def test_sigterm_drains_and_exits_cleanly(kafka_bootstrap: str, database_url: str) -> None:
-    migrate.upgrade(database_url)
+    migrations.upgrade(database_url)
     port = free_port()
     with service("services.scorer.main", port, env(kafka_bootstrap, database_url, port)) as s:
         # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit status

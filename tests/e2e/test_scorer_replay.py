@@ -19,16 +19,17 @@ import httpx
 import orjson
 import pytest
 
-from devstack import migrate
 from devstack.kafka import run_isolated
+from harness.processes import ServiceProcess, caught_up, committed, service, wait_for
+from harness.scorer_run import RULESETS
+from harness.stack import free_port
+from harness.workload import Workload, expect, generate
+from services import migrations
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from services.scorer import rules
+from services.scorer.core import rules
+from services.topology import tierstream_topics
 from tests.kafka_reader import read_all
-from tests.processes import ServiceProcess, caught_up, committed, service, wait_for
-from tests.scorer_run import RULESETS
-from tests.stack import free_port
-from tests.workload import Workload, expect, generate
 
 pytestmark = pytest.mark.e2e
 EVENTS, CUSTOMERS, KILLS = 100_000, 5_000, 3
@@ -38,7 +39,7 @@ SECRET, KEY = new_key("replay", ["erp/*"])
 def test_replay_with_kill_9_equals_the_oracle(kafka_bootstrap: str, database_url: str) -> None:
     prefix = f"replay-{uuid.uuid4().hex[:8]}."
     run_isolated(ensure_topics(kafka_bootstrap, tierstream_topics(prefix, 3, 3)))
-    migrate.upgrade(database_url)
+    migrations.upgrade(database_url)
     workload = generate(CUSTOMERS, EVENTS, days=50, seed=11)
     ruleset = rules.load((RULESETS / "default.yaml").read_text())
     expected = expect(workload, ruleset, partitions=3)

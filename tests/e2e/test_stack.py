@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from devstack.kafka import run_isolated
+from harness.processes import wait_for
+from harness.stack import free_port, scratch_dir
 from tests.events import customer, transaction
 from tests.kafka_reader import read_all
-from tests.processes import wait_for
-from tests.stack import free_port, scratch_dir
 
 pytestmark = pytest.mark.e2e
 

@@ -11,13 +11,13 @@ import pytest
 import pytest_asyncio
 
 from services.notifier.channels import (
-    Channel,
     Message,
     Outcome,
     Sender,
     SmtpSettings,
     dingtalk_sign,
 )
+from services.notifier.core.contacts import Channel
 from tests.receivers import HttpReceiver, Reply, SmtpReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -13,12 +13,12 @@ from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from devstack import migrate
+from services import migrations
 from services.db.engine import create_engine, sessions
-from services.kafka_io.consumer import Batch, PartitionedLoop, safe_consumer
-from services.kafka_io.producer import safe_producer, send_all
-from services.kafka_io.record import Record
-from services.kafka_io.topics import TopicSpec, ensure_topics
+from services.effectively_once.loop import Batch, PartitionedLoop, safe_consumer
+from services.effectively_once.producer import safe_producer, send_all
+from services.effectively_once.record import Record
+from services.effectively_once.topics import TopicSpec, ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 PARTITIONS = 3
@@ -36,7 +36,7 @@ class Setup:
 async def setup(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Setup]:
     topic = f"loop-{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, [TopicSpec(topic, PARTITIONS)])
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     engine = create_engine(database_url, "test")
     async with engine.begin() as connection:  # a primary key: applying twice would fail
         await connection.execute(
@@ -194,7 +194,7 @@ async def test_a_fenced_transaction_keeps_a_claim_renewed_while_it_ran(setup: Se
     drop and pause the new one (the partition would then stall for good)."""
     from aiokafka import TopicPartition  # noqa: PLC0415
 
-    from services.db.offsets import Claim  # noqa: PLC0415
+    from services.effectively_once.offsets import Claim  # noqa: PLC0415
 
     await produce(setup, range(30))
     running = await Running(setup).start()

@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from devstack.kafka import run_isolated
+from harness.processes import service
+from harness.stack import free_port
+from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from tests.processes import service
-from tests.stack import free_port
+from services.topology import tierstream_topics
 
 pytestmark = pytest.mark.integration
 SECRET, KEY = new_key("fuzz", ["*"])

@@ -10,8 +10,9 @@ import uuid
 import pytest
 from structlog.testing import capture_logs
 
-from services.kafka_io.topics import ensure_topics, tierstream_topics
-from tests import stack
+from harness import stack
+from services.effectively_once.topics import ensure_topics
+from services.topology import tierstream_topics
 from tests.events import transaction
 from tests.ingest_app import running_ingest
 from tests.kafka_reader import read_all

@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from services.kafka_io.producer import safe_producer, send_all
-from services.kafka_io.record import Record
-from services.kafka_io.topics import TopicSpec, ensure_topics
+from services.effectively_once.producer import safe_producer, send_all
+from services.effectively_once.record import Record
+from services.effectively_once.topics import TopicSpec, ensure_topics
 from tests.kafka_reader import read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

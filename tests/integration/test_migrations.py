@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from devstack import migrate
 from devstack.kafka import run_isolated
+from services import migrations
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +29,10 @@ async def _version(url: str) -> list[str]:
 
 def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert run_isolated(_version(database_url)) == []
-    migrate.upgrade(database_url)
+    migrations.upgrade(database_url)
     assert run_isolated(_version(database_url)) == ["0009"]
-    migrate.upgrade(database_url)  # idempotent: make up runs it at every start
-    migrate.downgrade(database_url)
+    migrations.upgrade(database_url)  # idempotent: make up runs it at every start
+    migrations.downgrade(database_url)
     assert run_isolated(_version(database_url)) == []
 
 
@@ -48,7 +48,7 @@ async def _customers_then_counts(url: str) -> dict[tuple[int, str], int]:
             """)
         )
     await engine.dispose()
-    await asyncio.to_thread(migrate.upgrade, url, "0009")
+    await asyncio.to_thread(migrations.upgrade, url, "0009")
     engine = create_async_engine(url)
     async with engine.connect() as connection:
         rows = await connection.execute(text("SELECT partition, tier, customers FROM tier_counts"))
@@ -58,7 +58,7 @@ async def _customers_then_counts(url: str) -> dict[tuple[int, str], int]:
 
 
 def test_the_tier_counts_start_from_the_customers_already_stored(database_url: str) -> None:
-    migrate.upgrade(database_url, "0008")
+    migrations.upgrade(database_url, "0008")
     # customers 1..10; the multiples of 3 have no tier yet; partition n % 2
     assert run_isolated(_customers_then_counts(database_url)) == {
         (0, "general_value"): 4,  # 2, 4, 8, 10

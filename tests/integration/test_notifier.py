@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 from prometheus_client import generate_latest
 
-from devstack import migrate
+from harness.scorer_run import CUSTOMER_EVENTS, DEAD_LETTERS, TIER_CHANGES, Clock, produce, records
 from schemas.v1.deadletter import DeadLetterV1
-from services.kafka_io.record import Record
+from services import migrations
+from services.effectively_once.record import Record
 from services.notifier.settings import NotifierSettings
 from tests import events
 from tests.kafka_reader import read_all
@@ -30,7 +31,6 @@ from tests.notifier_run import (
     settings,
 )
 from tests.receivers import HttpReceiver, Reply, SmtpReceiver
-from tests.scorer_run import CUSTOMER_EVENTS, DEAD_LETTERS, TIER_CHANGES, Clock, produce, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 SHORT_SLA = """
@@ -53,7 +53,7 @@ async def configure(
 ) -> Configure:
     """A migrated database; `configure(channels, **settings)` gives the notifier's settings
     with a directory whose people have those channels."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
 
     def make(
         channels: dict[str, list[dict[str, Any]]] | None = None, **overrides: Any
@@ -155,7 +155,7 @@ async def test_unacknowledged_urgent_task_escalates_level_by_level_and_an_ack_st
             await caught_up(notifier)
             acked = (await rows(notifier, "SELECT id FROM tasks WHERE customer_id = 'C-acked'"))[0]
             async with notifier.sessions() as session, session.begin():
-                from services.notifier.task_repository import TaskRepository  # noqa: PLC0415
+                from services.notifier.store.tasks import TaskRepository  # noqa: PLC0415
 
                 assert await TaskRepository(session, None).acknowledge(
                     str(acked["id"]), "owner", "on it", clock()

@@ -11,7 +11,8 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
-from devstack import migrate
+from harness.scorer_run import CUSTOMER_EVENTS, TIER_CHANGES, produce, records
+from services import migrations
 from services.notifier.api import Backend, create_app
 from services.notifier.main import Notifier
 from tests import events
@@ -26,7 +27,6 @@ from tests.notifier_run import (
     settings,
     token,
 )
-from tests.scorer_run import CUSTOMER_EVENTS, TIER_CHANGES, produce, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -36,7 +36,7 @@ async def tasks(
     kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Notifier, dict[str, str]]]:
     """One open retention task for `owner` (C-own) and one for `other` (C-oth)."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     directory = tmp_path / "directory.yaml"
     hook = [{"kind": "webhook", "url": "http://127.0.0.1:9/unreachable"}]
     directory.write_text(directory_yaml({"manager": hook}), encoding="utf-8")

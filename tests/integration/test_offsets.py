@@ -9,17 +9,17 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from devstack import migrate
+from services import migrations
 from services.db.engine import create_engine, sessions
-from services.db.offsets import Fenced, OffsetStore
 from services.db.unit_of_work import unit_of_work
+from services.effectively_once.offsets import Fenced, OffsetStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
 @pytest_asyncio.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     engine = create_engine(database_url, "test")
     async with engine.begin() as connection:
         await connection.execute(text("CREATE TABLE produced (value int)"))

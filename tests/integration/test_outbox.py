@@ -14,14 +14,14 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from devstack import migrate
+from services import migrations
 from services.db.engine import create_engine, sessions
-from services.db.outbox import Outbox
 from services.db.unit_of_work import unit_of_work
-from services.kafka_io.producer import safe_producer
-from services.kafka_io.record import Record
-from services.kafka_io.relay import Relay
-from services.kafka_io.topics import TopicSpec, ensure_topics
+from services.effectively_once.outbox import Outbox
+from services.effectively_once.producer import safe_producer
+from services.effectively_once.record import Record
+from services.effectively_once.relay import Relay
+from services.effectively_once.topics import TopicSpec, ensure_topics
 from tests.kafka_reader import Message, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -42,7 +42,7 @@ class Crash(Exception):
 async def setup(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Setup]:
     topics = (f"out-{uuid.uuid4().hex[:8]}-a", f"out-{uuid.uuid4().hex[:8]}-b")
     await ensure_topics(kafka_bootstrap, [TopicSpec(t, 3) for t in topics])
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     engine = create_engine(database_url, "test")
     yield Setup(kafka_bootstrap, topics, engine)
     await engine.dispose()

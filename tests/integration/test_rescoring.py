@@ -11,18 +11,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from harness.scorer_run import RULESETS
 from services.db.engine import sessions
-from services.db.outbox import Outbox
 from services.db.unit_of_work import unit_of_work
-from services.scorer import rules, state_codec
-from services.scorer.repository import ScorerRepository, StoredCustomer
-from services.scorer.rfm import CustomerState, Fact, Windows, apply_all, features
-from services.scorer.rules import Ruleset
-from services.scorer.scoring import Standard, due_from
-from services.scorer.snapshot import of_state
-from services.scorer.tier_repository import TierRepository
-from services.scorer.workset import OutTopics, Scoring, Workset
-from tests.scorer_run import RULESETS
+from services.effectively_once.outbox import Outbox
+from services.scorer.core import codec, rules
+from services.scorer.core.config import Scoring
+from services.scorer.core.rules import Ruleset
+from services.scorer.core.scoring import Standard, due_from
+from services.scorer.core.snapshot import of_state
+from services.scorer.core.state import CustomerState, Fact, Windows, apply_all, features
+from services.scorer.store.customers import ScorerRepository, StoredCustomer
+from services.scorer.store.tiers import TierRepository
+from services.scorer.workset import OutTopics, Workset
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 WINDOWS = Windows()
@@ -70,7 +71,7 @@ def _row(customer: str, state: CustomerState, *, legacy: bool) -> StoredCustomer
     due = due_from(snap, DAY0, ruleset=DEFAULT, thresholds=DEFAULT.thresholds)
     return StoredCustomer(
         customer,
-        state_codec.encode(state),
+        codec.encode(state),
         _tier(DEFAULT, state, DAY0),
         NOW,
         DEFAULT.version,

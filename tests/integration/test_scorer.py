@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import migrate
-from schemas.v1.deadletter import DeadLetterV1
-from schemas.v1.tiers import CustomerTierV1, TierChangedV1
-from services.kafka_io.record import Record
-from services.scorer import preview
-from tests import events
-from tests.kafka_reader import Message, read_all
-from tests.scorer_run import (
+from harness.scorer_run import (
     CUSTOMER_EVENTS,
     CUSTOMER_TIERS,
     DEAD_LETTERS,
@@ -31,6 +24,13 @@ from tests.scorer_run import (
     settings,
     swept,
 )
+from schemas.v1.deadletter import DeadLetterV1
+from schemas.v1.tiers import CustomerTierV1, TierChangedV1
+from services import migrations
+from services.effectively_once.record import Record
+from services.scorer import preview
+from tests import events
+from tests.kafka_reader import Message, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -47,7 +47,7 @@ def changes(messages: list[Message]) -> list[TierChangedV1]:
 async def test_events_become_tier_changes_with_the_why(
     kafka_bootstrap: str, database_url: str, topic_prefix: str
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     config = settings(kafka_bootstrap, database_url, topic_prefix)
     purchases = [
         events.transaction(customer="C-1", amount="6000.00", time=iso(NOW - timedelta(days=d)))
@@ -89,7 +89,7 @@ async def test_events_become_tier_changes_with_the_why(
 async def test_poison_goes_to_dead_letters_and_the_partition_moves_on(
     kafka_bootstrap: str, database_url: str, topic_prefix: str
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     config = settings(kafka_bootstrap, database_url, topic_prefix, exchange_rates={"USD": "7.1"})
     good = records([events.transaction(customer="P-1", event_id="E-1")])[0]
     conflicting = records([events.transaction(customer="P-1", event_id="E-1", amount="5.00")])[0]
@@ -138,7 +138,7 @@ async def test_poison_goes_to_dead_letters_and_the_partition_moves_on(
 async def test_time_alone_downgrades_at_the_day_boundary(
     kafka_bootstrap: str, database_url: str, topic_prefix: str
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     config = settings(kafka_bootstrap, database_url, topic_prefix)
     clock = Clock(NOW)
     bought = events.transaction(customer="T-1", amount="20000.00", time=iso(NOW))
@@ -164,7 +164,7 @@ async def test_preview_shows_exactly_what_activation_then_does(
 ) -> None:
     """The CLI's preview and activation (`tierstream rules preview/activate` run these), on the
     live state of a running scorer: the moves it shows are the changes activation emits."""
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     # a budget of 7 customers per transaction: the re-tier takes many transactions
     config = settings(kafka_bootstrap, database_url, topic_prefix, transaction_budget=7)
     amounts = ["3000.00", "6000.00", "7500.00", "12000.00", "800.00"]
@@ -217,7 +217,7 @@ async def test_preview_shows_exactly_what_activation_then_does(
 async def test_population_thresholds_are_the_means_of_active_customers(
     kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     ruleset = tmp_path / "population.yaml"
     ruleset.write_text(
         (RULESETS / "default.yaml")

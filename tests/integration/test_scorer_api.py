@@ -10,11 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from devstack import migrate
-from services.scorer.api import create_app
-from services.scorer.main import Scorer
-from tests import events
-from tests.scorer_run import (
+from harness.scorer_run import (
     CUSTOMER_EVENTS,
     Clock,
     caught_up,
@@ -23,6 +19,10 @@ from tests.scorer_run import (
     running_scorer,
     settings,
 )
+from services import migrations
+from services.scorer.api import create_app
+from services.scorer.main import Scorer
+from tests import events
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -36,7 +36,7 @@ class Api:
 
 @pytest_asyncio.fixture
 async def api(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> AsyncIterator[Api]:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     config = settings(kafka_bootstrap, database_url, topic_prefix)
     posted = [
         events.transaction(

@@ -10,10 +10,7 @@ from datetime import UTC, date, datetime, time
 import orjson
 import pytest
 
-from devstack import migrate
-from services.scorer import rules
-from tests.kafka_reader import read_all
-from tests.scorer_run import (
+from harness.scorer_run import (
     CUSTOMER_EVENTS,
     RULESETS,
     TIER_CHANGES,
@@ -23,7 +20,10 @@ from tests.scorer_run import (
     running_scorer,
     settings,
 )
-from tests.workload import expect, generate
+from harness.workload import expect, generate
+from services import migrations
+from services.scorer.core import rules
+from tests.kafka_reader import read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 EVENTS = 20_000
@@ -48,7 +48,7 @@ async def until(scorer: object, count: int, timeout_s: float = 120) -> None:
 async def test_a_rebalance_loses_and_doubles_nothing(
     kafka_bootstrap: str, database_url: str, topic_prefix: str
 ) -> None:
-    await asyncio.to_thread(migrate.upgrade, database_url)
+    await asyncio.to_thread(migrations.upgrade, database_url)
     workload = generate(1500, EVENTS, days=30, seed=23)
     expected = expect(workload, rules.load((RULESETS / "default.yaml").read_text()), 3)
     config = settings(

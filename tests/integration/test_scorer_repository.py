@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
-from services.scorer.repository import ScorerRepository, StoredCustomer
-from services.scorer.tier_repository import HistoryEntry, TierRepository
+from services.scorer.store.customers import ScorerRepository, StoredCustomer
+from services.scorer.store.tiers import HistoryEntry, TierRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

@@ -9,8 +9,6 @@ import orjson
 import pytest
 
 from services.notifier.channels import (
-    Channel,
-    Kind,
     Message,
     Outcome,
     classify,
@@ -18,6 +16,7 @@ from services.notifier.channels import (
     request_for,
     webhook_signature,
 )
+from services.notifier.core.contacts import Channel, Kind
 
 HMAC_KEY = "whsec_test"
 NOW = datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)  # 1700000000.123

@@ -7,6 +7,7 @@ import pytest
 
 from services.cli import main
 from services.ingest.auth import ApiKey, authenticate
+from services.scorer.settings import DEFAULT_RULESET
 
 
 def test_keys_new_prints_a_key_and_the_entry_that_accepts_it(
@@ -28,10 +29,7 @@ def test_unknown_commands_are_refused() -> None:
 
 
 def test_rules_check_accepts_the_default_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
-    from services.scorer import rules  # noqa: PLC0415
-
-    default = Path(rules.__file__).parent / "rulesets" / "default.yaml"
-    assert main(["rules", "check", str(default)]) == 0
+    assert main(["rules", "check", str(DEFAULT_RULESET)]) == 0
     assert "ruleset rfm-segments-1 (fixed thresholds) is valid" in capsys.readouterr().out
 
 

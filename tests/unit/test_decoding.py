@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from schemas.v1.binding import encode_event
 from schemas.v1.events import event_adapter
 from services import event_codec
+from services.scorer.core.config import Scoring
+from services.scorer.core.state import Windows
 from services.scorer.decoding import Incoming, Poison, decode
-from services.scorer.rfm import Windows
-from services.scorer.workset import Scoring
 from tests.events import customer, interaction, transaction
 from tests.unit.test_fastpath import mutated_events
 

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from schemas.v1.events import event_adapter
-from services.scorer.facts import UnknownCurrency, fact_of, minor_units
-from services.scorer.rfm import Fact
+from services.scorer.core.facts import UnknownCurrency, fact_of, minor_units
+from services.scorer.core.state import Fact
 from tests.events import changed, customer, interaction, transaction
 
 SHANGHAI, UTC = ZoneInfo("Asia/Shanghai"), ZoneInfo("UTC")

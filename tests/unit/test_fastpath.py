@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from schemas.v1.binding import encode_event
 from schemas.v1.events import event_adapter
 from services import event_codec as fastpath
-from services.kafka_io.record import Record
+from services.effectively_once.record import Record
 from tests.events import changed, customer, interaction, transaction
 
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))

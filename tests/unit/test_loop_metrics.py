@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from services.kafka_io.metrics import LoopMetrics
+from services.loop_metrics import LoopMetrics
 from services.scorer.metrics import ScorerMetrics, Tally
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)

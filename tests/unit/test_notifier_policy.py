@@ -6,16 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notifier import directory as directories
-from services.notifier import policy as policies
-from services.notifier.escalation import Due, next_step
-from services.notifier.messages import TaskFacts, render
-from services.notifier.policy import OpenTask, decide
-from services.notifier.retries import Backoff
-from services.notifier.routing import Profile, assignee_for, deliveries, recipients
+from services.notifier.core import directory as directories
+from services.notifier.core import policy as policies
+from services.notifier.core.escalation import Due, next_step
+from services.notifier.core.messages import TaskFacts, render
+from services.notifier.core.policy import OpenTask, decide
+from services.notifier.core.retries import Backoff
+from services.notifier.core.routing import Profile, assignee_for, deliveries, recipients
+from services.notifier.settings import DEFAULT_POLICY
 from tests.notifier_run import NOW, TIERS, change, directory_yaml
 
-DEFAULT = policies.parse(policies.DEFAULT_POLICY.read_text(encoding="utf-8"))
+DEFAULT = policies.parse(DEFAULT_POLICY.read_text(encoding="utf-8"))
 HIGH = [t for t, (_, high) in TIERS.items() if high]
 WINBACK = ("important_winback", "general_winback")
 
@@ -192,7 +193,7 @@ def test_alerts_are_in_the_recipients_language_with_the_why_and_the_link() -> No
 
 
 def test_the_shipped_directory_and_policy_load() -> None:
-    root = policies.DEFAULT_POLICY.parents[3]
+    root = DEFAULT_POLICY.parents[3]
     shipped = directories.parse((root / "deploy/notifier/directory.yaml").read_text("utf-8"))
     assert "unassigned" in shipped.teams
     assert shipped.authenticate("demo-token-owner") == shipped.people["owner"]

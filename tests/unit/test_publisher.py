@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from schemas.v1.binding import attribute_headers
 from schemas.v1.tiers import CustomerTierV1, TierChangedV1
+from services.scorer.core.state import Fact
 from services.scorer.publisher import SOURCE, change_json, change_records
-from services.scorer.rfm import Fact
-from services.scorer.scoring import to_contract
+from tests.contract_oracle import to_contract
 from tests.unit.test_rfm import START
 from tests.unit.test_scoring import facts, run
 

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.scorer import state_codec
-from services.scorer.rfm import (
+from harness.oracle import oracle
+from services.scorer.core import codec
+from services.scorer.core.state import (
     CustomerState,
     Fact,
-    Features,
     OutsideHistory,
     Windows,
     advance,
@@ -19,35 +19,6 @@ from services.scorer.rfm import (
 )
 
 WINDOWS = Windows()
-
-
-def oracle(facts: list[Fact], today: int, windows: Windows = WINDOWS) -> Features:
-    """SPEC §4 read literally: an event on day d is inside a W-day window at t when
-    t - W < d <= t."""
-
-    def inside(fact: Fact, width: int) -> bool:
-        return today - width < fact.day <= today
-
-    purchases = [f for f in facts if f.kind == "purchase" and f.day <= today]
-    money = [f for f in facts if f.kind in ("purchase", "refund")]
-
-    def monetary(width: int) -> int:
-        return sum(
-            f.amount if f.kind == "purchase" else -f.amount for f in money if inside(f, width)
-        )
-
-    return Features(
-        day=today,
-        recency_days=today - max(f.day for f in purchases) if purchases else None,
-        frequency=sum(1 for f in purchases if inside(f, windows.main)),
-        monetary=monetary(windows.main),
-        frequency_90d=sum(1 for f in purchases if inside(f, windows.short)),
-        monetary_90d=monetary(windows.short),
-        interactions_30d=sum(
-            1 for f in facts if f.kind == "interaction" and inside(f, windows.interactions)
-        ),
-        tenure_days=today - min(f.day for f in facts),
-    )
 
 
 START = 739_000  # an ordinal day in 2024
@@ -140,10 +111,10 @@ def test_the_stored_form_round_trips(facts: list[Fact], clock: int) -> None:
     state = apply_all(None, facts, WINDOWS)
     assert state is not None
     state = advance(state, state.anchor + clock, WINDOWS)
-    assert state_codec.decode(state_codec.encode(state), WINDOWS) == state
+    assert codec.decode(codec.encode(state), WINDOWS) == state
 
 
 def test_an_unknown_stored_version_is_refused() -> None:
     state = apply(None, Fact(START, "purchase", 1), WINDOWS)
-    with pytest.raises(state_codec.UnknownStateVersion):
-        state_codec.decode(b"\x02" + state_codec.encode(state)[1:], WINDOWS)
+    with pytest.raises(codec.UnknownStateVersion):
+        codec.decode(b"\x02" + codec.encode(state)[1:], WINDOWS)

@@ -2,18 +2,18 @@
 tier and the problem named; evaluation is first match, with exact money comparisons."""
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scorer import rules
-from services.scorer.rfm import Features
-from services.scorer.rulebook import Population
-from services.scorer.rules import RulesetError, Thresholds, evaluate, levels, load
+from services.scorer.core import rules
+from services.scorer.core.rules import RulesetError, Thresholds, evaluate, levels, load
+from services.scorer.core.state import Features
+from services.scorer.settings import DEFAULT_RULESET
+from services.scorer.standards import Population
 
-DEFAULT = Path(rules.__file__).parent / "rulesets" / "default.yaml"
+DEFAULT = DEFAULT_RULESET
 RULESET = load(DEFAULT.read_text(), str(DEFAULT))
 
 

@@ -2,17 +2,16 @@
 after every event equals the ruleset applied to the batch oracle's features."""
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from harness.oracle import oracle
 from schemas.v1.tiers import TierChangedV1
-from services.scorer import rules
-from services.scorer.rfm import CustomerState, Fact, Features, Windows, apply_all
-from services.scorer.scoring import (
+from services.scorer.core import rules
+from services.scorer.core.scoring import (
     Change,
     EventCause,
     Standing,
@@ -20,11 +19,13 @@ from services.scorer.scoring import (
     due_day,
     rescore,
     score_event,
-    to_contract,
 )
-from tests.unit.test_rfm import START, oracle
+from services.scorer.core.state import CustomerState, Fact, Features, Windows, apply_all
+from services.scorer.settings import DEFAULT_RULESET
+from tests.contract_oracle import to_contract
+from tests.unit.test_rfm import START
 
-RULESET = rules.load((Path(rules.__file__).parent / "rulesets" / "default.yaml").read_text())
+RULESET = rules.load(DEFAULT_RULESET.read_text())
 WINDOWS = Windows()
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -141,8 +142,7 @@ tiers:
 
 
 SHORT_R = rules.load(
-    (Path(rules.__file__).parent / "rulesets" / "default.yaml")
-    .read_text()
+    DEFAULT_RULESET.read_text()
     .replace("version: rfm-segments-1", "version: short-r")
     .replace("recency_days: 90", "recency_days: 30")
 )

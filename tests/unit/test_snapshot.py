@@ -5,10 +5,11 @@ sweep), and reading it from the stored bytes gives the same as from the state.""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scorer import state_codec
-from services.scorer.rfm import Fact, apply_all, features
-from services.scorer.snapshot import FOREVER, of_state
-from tests.unit.test_rfm import WINDOWS, facts_strategy, offsets, oracle
+from harness.oracle import oracle
+from services.scorer.core import codec
+from services.scorer.core.snapshot import FOREVER, of_state
+from services.scorer.core.state import Fact, apply_all, features
+from tests.unit.test_rfm import WINDOWS, facts_strategy, offsets
 
 histories = st.lists(facts_strategy, min_size=1, max_size=40)
 ahead = offsets.map(abs)  # days after the anchor
@@ -47,8 +48,8 @@ def test_the_stored_bytes_give_the_same_snapshot(facts: list[Fact], clock: int) 
     state = apply_all(None, facts, WINDOWS)
     assert state is not None
     today = state.anchor + clock
-    encoded = state_codec.encode(state)
-    assert state_codec.snapshot(encoded, today, WINDOWS) == of_state(state, today, WINDOWS)
+    encoded = codec.encode(state)
+    assert codec.snapshot(encoded, today, WINDOWS) == of_state(state, today, WINDOWS)
 
 
 @given(facts=histories, before=st.integers(1, 400))

@@ -1,0 +1,93 @@
+"""Services run as real processes, as `make up` runs them; polled with a deadline."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from devstack.up import wait_healthy
+from harness.stack import scratch_dir
+
+
+@dataclass
+class ServiceProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM, as `make down` does; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+@contextmanager
+def service(module: str, port: int, env: Mapping[str, str]) -> Iterator[ServiceProcess]:
+    log = scratch_dir(module.rsplit(".", 2)[-2]) / "service.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+    running = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_healthy(running.url, process, log)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Polls `predicate` until it holds; TimeoutError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+class Served(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+def scorer_status(scorer: Served) -> dict[str, Any] | None:
+    """The scorer's /v1/status, or None while it does not answer."""
+    try:
+        response = httpx.get(f"{scorer.url}/v1/status", timeout=10)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def committed(scorer: Served) -> int:
+    """Records committed by the scorer, over all partitions."""
+    found = scorer_status(scorer)
+    return sum(p["committed_offset"] or 0 for p in found["partitions"]) if found else 0
+
+
+def caught_up(scorer: Served) -> bool:
+    """Every partition processed to its end and every outgoing record published."""
+    found = scorer_status(scorer)
+    return bool(
+        found
+        and found["partitions"]
+        and all(p["lag"] == 0 for p in found["partitions"])
+        and found["outbox_pending"] == 0
+    )

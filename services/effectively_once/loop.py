@@ -1,0 +1,214 @@
+"""The careful Kafka loop: effectively-once processing into PostgreSQL.
+
+Order of work for every batch (one `getmany`), documented because it is the guarantee:
+
+1. fetch records of the partitions this consumer holds a claim on;
+2. open one database transaction; the handler applies the records (dedupe by event id,
+   state, outbox rows) in it;
+3. in the same transaction, advance every partition's offset with a compare-and-set on
+   its claim (services/effectively_once/offsets.py); a stale claim raises `Fenced`;
+4. commit. Kafka's own group offsets are never used: on assignment each partition is
+   claimed in PostgreSQL and the consumer seeks to the offset stored there (or to the
+   beginning when none is), so the state and the position can never disagree.
+
+A crash anywhere before 4 leaves no trace; after 4 the records are never applied again.
+A consumer fenced in 3 rolls back, pauses the lost partition and seeks the others back;
+the next rebalance hands the partition to its new owner, who continues after the last
+committed batch. Transient failures (database or broker down) raise out of `run`: the
+process exits and is restarted, which is safe for the same reason.
+"""
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.db.unit_of_work import unit_of_work
+from services.effectively_once.offsets import Claim, Fenced, OffsetStore
+
+log = structlog.get_logger()
+Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+Handler = Callable[[AsyncSession, Batch], Awaitable[None]]
+Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[bool]]
+"""Work between batches on the partitions held; True when more is left (run again soon)."""
+
+
+def safe_consumer(
+    bootstrap_servers: str,
+    group_id: str,
+    client_id: str,
+    max_poll_records: int = 2000,
+    session_timeout_s: float = 30.0,
+) -> AIOKafkaConsumer:
+    """Auto-commit off: positions come from PostgreSQL (every assigned partition is sought
+    explicitly). The reset policy only applies when a stored offset has fallen out of the
+    topic's retention; those records are gone, so reading on from the oldest is all that
+    is left (aiokafka's "none" also fires on a fresh assignment, before the seek lands)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        isolation_level="read_committed",
+        session_timeout_ms=int(session_timeout_s * 1000),
+        heartbeat_interval_ms=3_000,
+        rebalance_timeout_ms=60_000,
+    )
+
+
+@dataclass
+class _Claims(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Claims every assigned partition in PostgreSQL and seeks to its stored offset."""
+
+    loop: "PartitionedLoop"
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        for partition in revoked:
+            self.loop.claims.pop(partition, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.loop.claim(sorted(assigned))
+
+
+class PartitionedLoop:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        topic: str,
+        name: str,
+        make_session: async_sessionmaker[AsyncSession],
+        handler: Handler,
+        fetch_timeout_ms: int = 500,
+        maintain: Maintenance | None = None,
+        maintain_every_s: float = 2.0,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._name = name
+        self._sessions = make_session
+        self._handler = handler
+        self._fetch_timeout_ms = fetch_timeout_ms
+        self._maintain = maintain
+        self._maintain_every_s = maintain_every_s
+        self._committed = committed or (lambda: None)
+        self._maintained_at = -math.inf
+        self._stopping = asyncio.Event()
+        self.claims: dict[TopicPartition, Claim] = {}
+
+    def lags(self) -> dict[int, int]:
+        """Records not yet processed on each partition held (from the fetcher's high-water
+        mark, no request)."""
+        return {
+            tp.partition: max((self._consumer.highwater(tp) or 0) - (claim.next_offset or 0), 0)
+            for tp, claim in list(self.claims.items())
+        }
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_Claims(self))
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and return from `run` (SIGTERM)."""
+        self._stopping.set()
+
+    async def claim(self, partitions: Sequence[TopicPartition]) -> None:
+        async with unit_of_work(self._sessions) as session:
+            store = OffsetStore(session, self._name, self._topic)
+            claims = {tp: await store.claim(tp.partition) for tp in partitions}
+        for tp, claim in claims.items():
+            self.claims[tp] = claim
+            await self._seek(tp, claim)
+            self._consumer.resume(tp)
+        log.info(
+            "partitions_claimed",
+            consumer=self._name,
+            partitions={tp.partition: c.next_offset for tp, c in claims.items()},
+        )
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        more = False
+        while not self._stopping.is_set():
+            if self._maintain is not None and (
+                loop.time() - self._maintained_at >= self._maintain_every_s
+            ):
+                more = await self._maintenance()
+                self._maintained_at = -math.inf if more else loop.time()
+            # with maintenance work left, only take what has arrived: no wait for records
+            batch = await self._consumer.getmany(timeout_ms=0 if more else self._fetch_timeout_ms)
+            batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
+            if batch:
+                await self._process(batch)
+
+    async def _process(self, batch: Batch) -> None:
+        """The claims are read once, before the handler runs: a rebalance while it awaits may
+        revoke partitions (the claims held change), and the batch still commits under the
+        claims it was read with, unless another consumer claimed a partition since (then the
+        compare-and-set fences it)."""
+        advanced: dict[TopicPartition, Claim] = {}
+        used = {tp: self.claims[tp] for tp in batch}
+        try:
+            async with unit_of_work(self._sessions) as session:
+                await self._handler(session, batch)
+                store = OffsetStore(session, self._name, self._topic)
+                moved = await store.advance_all(
+                    [(used[tp], records[-1].offset + 1) for tp, records in batch.items()]
+                )
+                advanced = {TopicPartition(self._topic, c.partition): c for c in moved}
+        except Fenced as fenced:
+            log.warning("fenced", consumer=self._name, reason=str(fenced))
+            await self._rewind(batch, TopicPartition(self._topic, fenced.partition), used)
+            return
+        for tp, claim in advanced.items():
+            if self.claims.get(tp) is used[tp]:  # still held, under the same claim
+                self.claims[tp] = claim
+        self._committed()
+
+    async def _maintenance(self) -> bool:
+        """Work that is not driven by records (the day boundary, a new ruleset) on the
+        partitions held, in one transaction fenced like a batch: every claim is re-checked
+        by a compare-and-set that leaves its offset where it is."""
+        claims = dict(self.claims)
+        if not claims or self._maintain is None:
+            return False
+        try:
+            async with unit_of_work(self._sessions) as session:
+                more = await self._maintain(session, sorted(tp.partition for tp in claims))
+                store = OffsetStore(session, self._name, self._topic)
+                await store.advance_all([(claim, claim.next_offset) for claim in claims.values()])
+        except Fenced as fenced:
+            log.warning("fenced", consumer=self._name, reason=str(fenced))
+            await self._rewind({}, TopicPartition(self._topic, fenced.partition), claims)
+            return False
+        self._committed()
+        return more
+
+    async def _rewind(
+        self, batch: Batch, lost: TopicPartition, used: Mapping[TopicPartition, Claim]
+    ) -> None:
+        """After the rollback: the lost partition is dropped and paused until a rebalance
+        hands it to us again (if ever) — unless one already did while the transaction ran
+        (the claim held now is newer than the one it used: keep it); the others are read
+        again from their committed offsets, under their claims, which are still valid."""
+        if self.claims.get(lost) is used.get(lost):
+            self.claims.pop(lost, None)
+            self._consumer.pause(lost)
+        for tp in batch:
+            claim = self.claims.get(tp)
+            if claim is not None:
+                await self._seek(tp, claim)
+
+    async def _seek(self, tp: TopicPartition, claim: Claim) -> None:
+        if claim.next_offset is None:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, claim.next_offset)

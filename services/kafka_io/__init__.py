@@ -1,1 +1,0 @@
-"""Domain-free Kafka plumbing: a safely configured producer, topics."""

@@ -1,0 +1,228 @@
+"""The scoring decision: one fact in, the new state, standing and (maybe) one tier change out.
+
+Pure. A customer's tier is evaluated after *every* event, in partition order, so the set of
+tier changes never depends on how records were batched (a retried batch may be cut
+differently). It is evaluated at `today` = the later of the clock's day and the latest day
+the state has seen; the clock is the wall clock, or in replay mode the latest event time.
+A change's id is derived from its cause, so the same change always has the same id.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from schemas.v1 import tiers as contract
+from services.scorer.core.rules import Levels, Ruleset, Thresholds, Tier, evaluate
+from services.scorer.core.snapshot import Snapshot, of_state
+from services.scorer.core.state import CustomerState, Fact, Features, Windows, apply, features
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A customer's current tier and since when."""
+
+    tier: Tier
+    since: datetime
+    ruleset_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventCause:
+    source: str
+    id: str
+
+
+ClockReason = Literal["time_passed", "ruleset_activated", "thresholds_refreshed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    change_id: str
+    customer_id: str
+    before: Standing | None
+    after: Standing
+    features: Features
+    levels: Levels
+    thresholds: Thresholds
+    threshold_mode: Literal["fixed", "population"]
+    cause: EventCause | ClockReason
+
+
+@dataclass(frozen=True, slots=True)
+class Standard:
+    """What customers are scored with: a ruleset and the thresholds in force (fixed, or the
+    population's current ones). `key` changes exactly when customers must be re-tiered."""
+
+    ruleset: Ruleset
+    thresholds: Thresholds
+
+    @property
+    def key(self) -> str:
+        if self.ruleset.mode == "fixed":
+            return self.ruleset.version
+        t = self.thresholds
+        return f"{self.ruleset.version}@r{t.recency_days}f{t.frequency}m{t.monetary}"
+
+
+class NoTier(RuntimeError):
+    """No tier matched: a ruleset that passed its load-time probes missed a customer."""
+
+
+def score_event(
+    customer_id: str,
+    state: CustomerState | None,
+    standing: Standing | None,
+    fact: Fact,
+    cause: EventCause,
+    *,
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    windows: Windows,
+    clock_day: int,
+    now: datetime,
+) -> tuple[CustomerState, Standing, Change | None]:
+    """The state after one more event, and the tier change it causes, if any."""
+    state = apply(state, fact, windows)
+    standing, change = judge(
+        customer_id,
+        features(state, max(clock_day, state.anchor), windows),
+        standing,
+        cause=cause,
+        ruleset=ruleset,
+        thresholds=thresholds,
+        now=now,
+    )
+    return state, standing, change
+
+
+def rescore(
+    customer_id: str,
+    state: CustomerState,
+    standing: Standing | None,
+    *,
+    day: int,
+    cause: ClockReason,
+    detail: str,
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    windows: Windows,
+    now: datetime,
+) -> tuple[Standing, Change | None]:
+    """The tier at `day` (or the customer's latest day, if later) with nothing new but time,
+    the ruleset or the thresholds; `detail` names what moved (the day, the version, the
+    thresholds), so a change's id is the same however often it is computed."""
+    return judge(
+        customer_id,
+        features(state, max(day, state.anchor), windows),
+        standing,
+        cause=cause,
+        detail=detail,
+        ruleset=ruleset,
+        thresholds=thresholds,
+        now=now,
+    )
+
+
+def judge(
+    customer_id: str,
+    found: Features,
+    standing: Standing | None,
+    *,
+    cause: EventCause | ClockReason,
+    detail: str = "",
+    ruleset: Ruleset,
+    thresholds: Thresholds,
+    now: datetime,
+) -> tuple[Standing, Change | None]:
+    """The standing the features give, and the change from `standing`, if any."""
+    match = evaluate(ruleset, found, thresholds)
+    if match is None:
+        raise NoTier(f"no tier matched customer {customer_id} under {ruleset.version}")
+    if standing is not None and standing.tier.id == match.tier.id:
+        if standing.ruleset_version != ruleset.version or standing.tier != match.tier:
+            standing = Standing(match.tier, standing.since, ruleset.version)
+        return standing, None
+    after = Standing(match.tier, now, ruleset.version)
+    change = Change(
+        change_id(customer_id, cause, detail),
+        customer_id,
+        standing,
+        after,
+        found,
+        match.levels,
+        thresholds,
+        ruleset.mode,
+        cause,
+    )
+    return after, change
+
+
+def due_day(
+    state: CustomerState, today: int, *, ruleset: Ruleset, thresholds: Thresholds, windows: Windows
+) -> int:
+    """The first day after `today` on which time alone could change the customer's tier."""
+    return due_from(of_state(state, today, windows), today, ruleset=ruleset, thresholds=thresholds)
+
+
+def due_from(snap: Snapshot, today: int, *, ruleset: Ruleset, thresholds: Thresholds) -> int:
+    """`due_day` from a snapshot that covers `today`: a day leaves a window (the snapshot's
+    `stable_until`), or recency crosses the R threshold. Conditions that read recency_days
+    or tenure_days can change any day. Early is safe (the customer is only evaluated again);
+    late would miss a change."""
+    if ruleset.references & {"recency_days", "tenure_days"}:
+        return today + 1
+    due = snap.stable_until
+    if snap.last_purchase is not None:
+        crossing = snap.last_purchase + thresholds.recency_days + 1
+        if today < crossing < due:
+            due = crossing
+    return due
+
+
+def change_id(customer_id: str, cause: EventCause | ClockReason, detail: str = "") -> str:
+    """Stable: the same cause of the same customer's change always gives the same id."""
+    reason = f"event|{cause.source}|{cause.id}" if isinstance(cause, EventCause) else cause
+    digest = hashlib.sha256(f"{customer_id}|{reason}|{detail}".encode()).hexdigest()
+    return digest[:32]
+
+
+def direction(before: Standing | None, after: Standing) -> contract.Direction:
+    if before is None:
+        return "initial"
+    if after.tier.rank > before.tier.rank:
+        return "up"
+    return "down" if after.tier.rank < before.tier.rank else "lateral"
+
+
+def tier_contract(tier: Tier) -> contract.Tier:
+    return contract.Tier.model_construct(
+        id=tier.id,
+        labels=contract.TierLabels.model_construct(zh=tier.label_zh, en=tier.label_en),
+        rank=tier.rank,
+        high_value=tier.high_value,
+    )
+
+
+def to_features(found: Features, zone: ZoneInfo) -> contract.Features:
+    """Features are per local day: `as_of` is the start of that day in the business zone."""
+    return contract.Features.model_construct(
+        as_of=day_start(found.day, zone),
+        recency_days=found.recency_days,
+        frequency=found.frequency,
+        monetary=Decimal(found.monetary) / 100,
+        frequency_90d=found.frequency_90d,
+        monetary_90d=Decimal(found.monetary_90d) / 100,
+        interactions_30d=found.interactions_30d,
+        tenure_days=found.tenure_days,
+    )
+
+
+@lru_cache(maxsize=4096)
+def day_start(day: int, zone: ZoneInfo) -> datetime:
+    """The instant a local day begins, in UTC (cached: a re-tier asks for the same few days
+    for every change)."""
+    return datetime.combine(date.fromordinal(day), time(0), zone).astimezone(UTC)

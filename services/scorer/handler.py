@@ -1,0 +1,304 @@
+"""The scorer's handler for the careful loop (services/effectively_once/loop.py): decode, dedupe,
+load, call the pure core, save, put the results in the outbox. It runs inside the loop's
+transaction, which also advances the partition offsets, so all of it commits or none.
+
+Per partition, in this order:
+1. re-tier every customer of the partition if the standard (ruleset, thresholds) changed
+   since the partition was last scored;
+2. the day-boundary sweep when the clock's day passed the partition's last swept day (wall
+   clock: once per batch; replay mode: at the record that moves the event clock into a new
+   day, so a replay emits the time-driven changes at the same records however it is cut);
+3. records in partition order: poison ones (undecodable, invalid, unknown type or currency,
+   a key that is not the subject, a reused id with other content) to the dead-letter topic;
+   duplicates skipped; the others scored one by one.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.v1.deadletter import Reason
+from services.effectively_once.loop import Batch
+from services.effectively_once.outbox import Outbox
+from services.effectively_once.record import Record
+from services.rejections import rejected
+from services.scorer.core.config import Scoring
+from services.scorer.core.facts import local_day
+from services.scorer.core.scoring import ClockReason, EventCause
+from services.scorer.decoding import Incoming, Poison, decode
+from services.scorer.metrics import ScorerMetrics, Tally
+from services.scorer.standards import Standards
+from services.scorer.store.control import ControlRepository, PartitionState
+from services.scorer.store.customers import ScorerRepository
+from services.scorer.store.tiers import TierRepository
+from services.scorer.workset import OutTopics, Workset
+
+log = structlog.get_logger()
+ClockMode = Literal["wall", "event"]
+# Customers re-tiered or swept per transaction (one batch or one maintenance pass): a few
+# seconds of work at most, far below the consumer's poll interval.
+BUDGET = 20_000
+FORGET_BATCH = 10_000  # events seen forgotten per maintenance pass, past their retention
+
+
+class Raw(Protocol):
+    """The fields of an aiokafka ConsumerRecord the scorer reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # ms; CreateTime, set by ingest's producer
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Good:
+    record: Raw
+    event: Incoming
+
+
+@dataclass(slots=True)
+class _Sorted:
+    good: list[_Good] = field(default_factory=list)
+    letters: list[Record] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, record: Raw, reason: Reason, error: str, wall: datetime) -> None:
+        self.letters.append(rejected(record, reason, error, "scorer", wall))
+        self.reasons.append(reason)
+        log.warning("dead_letter", partition=record.partition, offset=record.offset, reason=reason)
+
+
+class ScorerHandler:
+    def __init__(
+        self,
+        *,
+        topic: str,
+        scoring: Scoring,
+        standards: Standards,
+        topics: OutTopics,
+        clock: ClockMode,
+        now: Callable[[], datetime],
+        metrics: ScorerMetrics,
+        budget: int = BUDGET,
+        retention_days: int | None = None,
+    ) -> None:
+        self._topic = topic
+        self._scoring = scoring
+        self._standards = standards
+        self._topics = topics
+        self._clock = clock
+        self._now = now
+        self._metrics = metrics
+        self._tally = Tally()
+        self._per_transaction = budget
+        self._retention_days = retention_days
+        self._budget = budget
+        self.more = False  # re-tier or sweep work left after the last transaction
+
+    async def __call__(self, session: AsyncSession, batch: Batch) -> None:
+        await self._process(session, {tp.partition: records for tp, records in batch.items()})
+
+    async def maintain(self, session: AsyncSession, partitions: Sequence[int]) -> bool:
+        """Between batches: refresh the standard, then re-tier and sweep idle partitions.
+        True when work is left for the next transaction."""
+        wall = self._now()
+        await self._standards.refresh(session, local_day(wall, self._scoring.zone), wall)
+        await self._process(session, dict.fromkeys(partitions, ()))
+        if self._retention_days is not None:
+            await ScorerRepository(session).forget_events(self._retention_days, FORGET_BATCH)
+        return self.more
+
+    def committed(self) -> None:
+        """Called by the loop once the transaction committed: only now do metrics move."""
+        self._metrics.record(self._tally)
+        self._tally = Tally()
+
+    async def _process(self, session: AsyncSession, batch: Mapping[int, Sequence[Raw]]) -> None:
+        """The whole batch with a fixed number of round trips to PostgreSQL (not one set
+        per partition), except for sweeps and re-tiers, which are per partition."""
+        self._tally = Tally()
+        self._budget = self._per_transaction
+        self.more = False
+        control = ControlRepository(session, self._topic)
+        repository = ScorerRepository(session)
+        wall = self._now()
+        stored = await control.partitions(list(batch))
+        sorted_ = {p: self._sort(records, wall) for p, records in batch.items()}
+        fresh = await self._dedupe(repository, list(sorted_.values()), wall)
+        work = Workset(
+            repository,
+            TierRepository(session),
+            Outbox(session),
+            scoring=self._scoring,
+            standard=self._standards.standard,
+            tiers=self._standards.tier,
+            topics=self._topics,
+        )
+        parts = {p: stored.get(p) or PartitionState(p) for p in batch}
+        for p in batch:
+            parts[p] = await self._catch_up(work, parts[p], wall, fresh.get(p, []))
+        keep = {good.event.subject for goods in fresh.values() for good in goods}
+        await work.preload(keep)
+        if self._clock == "event":  # the sweeps inside this batch then run in memory
+            for p, goods in fresh.items():
+                if goods:
+                    last = max(good.event.time for good in goods)
+                    await work.load_due(p, local_day(last, self._scoring.zone))
+        for p, goods in fresh.items():
+            for good in goods:
+                self._score(work, parts[p], good, wall)
+        await work.flush()
+        letters = [letter for one in sorted_.values() for letter in one.letters]
+        await Outbox(session).add(self._topics.dead_letters, letters)
+        for part in parts.values():
+            part.processed_at = wall
+        await control.save_partitions(list(parts.values()))
+        for p, records in batch.items():
+            self._tally.add(
+                p,
+                timestamps_ms=[record.timestamp for record in records],
+                applied=len(fresh.get(p, [])),
+                reasons=sorted_[p].reasons,
+                changes=(),
+                last_event_time=parts[p].last_event_time,
+                wall=wall,
+            )
+        self._tally.add_changes(work.emitted)
+
+    async def _catch_up(
+        self, work: Workset, part: PartitionState, wall: datetime, fresh: list[_Good]
+    ) -> PartitionState:
+        """A pending re-tier, then a pending day-boundary sweep, within the transaction's
+        budget of customers; what is left is done by the next transactions (the loop runs
+        maintenance again at once while `more` is set), never one transaction so long that
+        the consumer would miss its poll interval and lose its partitions."""
+        standard = self._standards.standard
+        moment = wall
+        if self._clock == "event":
+            moment = part.clock or (fresh[0].event.time if fresh else wall)
+        day = local_day(moment, self._scoring.zone)
+        if part.applied != standard.key:
+            if part.applied is None:  # a partition scored for the first time
+                part.applied = standard.key
+            elif not await self._retier(work, part, standard.key, day, moment):
+                return part
+        if self._clock == "wall" and (part.swept_day is None or day > part.swept_day):
+            if self._budget <= 0:
+                self.more = True
+                return part
+            done, examined = await work.sweep(part.partition, day, moment, budget=self._budget)
+            self._budget -= examined
+            if done:
+                part.swept_day = day
+            else:
+                self.more = True
+        return part
+
+    async def _retier(
+        self, work: Workset, part: PartitionState, key: str, day: int, moment: datetime
+    ) -> bool:
+        """One bounded step of the partition's re-tier; True once it is complete."""
+        assert part.applied is not None  # noqa: S101 - checked by the caller
+        same_rules = part.applied.split("@")[0] == self._standards.standard.ruleset.version
+        cause: ClockReason = "thresholds_refreshed" if same_rules else "ruleset_activated"
+        if self._budget <= 0:
+            self.more = True
+            return False
+        cursor, examined = await work.retier(
+            part.partition,
+            day,
+            moment,
+            cause,
+            key,
+            after=part.retier_after or "",
+            budget=self._budget,
+        )
+        self._budget -= examined
+        part.retier_after = cursor
+        if cursor is not None:
+            self.more = True
+            return False
+        part.applied = key
+        log.info("partition_retiered", partition=part.partition, standard=key)
+        return True
+
+    def _score(self, work: Workset, part: PartitionState, good: _Good, wall: datetime) -> None:
+        event = good.event
+        now = wall
+        if self._clock == "event":
+            now = event.time if part.clock is None else max(part.clock, event.time)
+            day = local_day(now, self._scoring.zone)
+            if part.swept_day is None or day > part.swept_day:
+                work.sweep_loaded(part.partition, day, now)
+                part.swept_day = day
+            part.clock = now
+        else:
+            day = local_day(wall, self._scoring.zone)
+        work.score(
+            event.subject,
+            part.partition,
+            event.fact,
+            EventCause(event.source, event.id),
+            clock_day=day,
+            now=now,
+        )
+        last = part.last_event_time
+        if last is None or event.time > last:
+            part.last_event_time = event.time
+
+    def _sort(self, records: Sequence[Raw], wall: datetime) -> _Sorted:
+        out = _Sorted()
+        for record in records:
+            try:
+                out.good.append(
+                    _Good(record, decode(record.key, record.headers, record.value, self._scoring))
+                )
+            except Poison as poison:
+                out.reject(record, poison.reason, str(poison), wall)
+        return out
+
+    async def _dedupe(
+        self, repository: ScorerRepository, sorted_: list[_Sorted], wall: datetime
+    ) -> dict[int, list[_Good]]:
+        """The events not applied before, per partition in order; a reused id with other
+        content (in this batch or before) is a dead letter, an exact repeat is skipped."""
+        first: dict[tuple[str, str], _Good] = {}
+        repeats: list[tuple[_Sorted, _Good]] = []
+        owner: dict[tuple[str, str], _Sorted] = {}
+        for one in sorted_:
+            for good in one.good:
+                key = (good.event.source, good.event.id)
+                if key in first:
+                    repeats.append((one, good))
+                else:
+                    first[key] = good
+                    owner[key] = one
+        seen = await repository.record_events(
+            [(s, i, g.event.digest) for (s, i), g in first.items()]
+        )
+        conflicts = [(owner[k], g) for k, g in first.items() if seen[k] == "conflict"]
+        conflicts += [
+            (one, g)
+            for one, g in repeats
+            if g.event.digest != first[(g.event.source, g.event.id)].event.digest
+        ]
+        for one, good in conflicts:
+            one.reject(
+                good.record,
+                "conflicting_duplicate",
+                f"event {good.event.id!r} of {good.event.source!r} was already counted with "
+                "different content; this version is not counted",
+                wall,
+            )
+        fresh: dict[int, list[_Good]] = {}
+        for key, good in first.items():
+            if seen[key] == "new":
+                fresh.setdefault(good.record.partition, []).append(good)
+        return fresh

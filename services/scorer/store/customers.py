@@ -1,0 +1,311 @@
+"""The scorer's SQL about customers and the events seen (tiers as a whole: tiers.py;
+partitions and rulesets: control.py). Repositories take the caller's session and never
+commit."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.db.engine import driver_connection
+from services.scorer.core.snapshot import Snapshot
+
+Seen = Literal["new", "duplicate", "conflict"]
+
+
+class StoredCustomer(NamedTuple):
+    """Immutable; a tuple, as the re-tier and the sweep read a million of them."""
+
+    customer_id: str
+    state: bytes | None  # services/scorer/core/codec.py; None when its snapshot will do
+    tier: str | None
+    tier_since: datetime | None
+    ruleset_version: str | None
+    partition: int = 0
+    due_day: int = 0  # the first day time alone could change the tier (scoring.due_day)
+    change_id: str | None = None  # the change that put the customer in `tier`
+    # at the last evaluation; its main-window totals also feed the population thresholds
+    snapshot: Snapshot | None = None
+
+
+class Rescored(NamedTuple):
+    """A customer the sweep or a re-tier moved to another tier (the state stays)."""
+
+    customer_id: str
+    tier: str
+    tier_since: datetime
+    ruleset_version: str
+    change_id: str | None
+    due_day: int
+    snapshot: Snapshot
+
+
+class Rescheduled(NamedTuple):
+    """A customer the sweep or a re-tier left in its tier, with a new due day or snapshot."""
+
+    customer_id: str
+    due_day: int
+    snapshot: Snapshot
+
+
+_RECORD = text("""
+    INSERT INTO scorer_events (source, id, digest)
+    SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
+                         CAST(:digests AS bytea[]))
+    ON CONFLICT (source, id) DO NOTHING
+    RETURNING source, id
+""")
+_DIGESTS = text("""
+    SELECT source, id, digest FROM scorer_events
+    WHERE (source, id) IN (SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])))
+""")
+_FORGET = text("""
+    DELETE FROM scorer_events WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM scorer_events
+        WHERE seen_at < clock_timestamp() - make_interval(days => :days) LIMIT :limit))
+""")
+_LOCK_FORGET = text("SELECT pg_try_advisory_xact_lock(7346212003)")
+# customers are read with asyncpg itself (positional parameters, tuples out): the re-tier
+# and the sweep read every customer, and the ORM's rows cost more than the query. The
+# columns of all three reads are in `_customer`'s order.
+_LOAD = """
+    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE customer_id = ANY($1)
+"""
+# The state is only sent when the stored snapshot does not cover the day ($2) and $5 allows.
+_DUE = """
+    SELECT customer_id,
+           CASE WHEN $5 AND scored_day <= $2 AND $2 < stable_until THEN NULL ELSE state END,
+           tier, tier_since, ruleset_version, partition, due_day, change_id,
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE partition = $1 AND due_day <= $2 AND customer_id > $3
+    ORDER BY customer_id LIMIT $4
+"""
+_PAGE = """
+    SELECT customer_id,
+           CASE WHEN $5 AND scored_day <= $2 AND $2 < stable_until THEN NULL ELSE state END,
+           tier, tier_since, ruleset_version, partition, due_day, change_id,
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE partition = $1 AND customer_id > $3
+    ORDER BY customer_id LIMIT $4
+"""
+_SAVE = text("""
+    INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, partition,
+                           due_day, change_id, frequency, monetary, frequency_short,
+                           monetary_short, interactions, first_day, last_purchase_day,
+                           scored_day, stable_until, updated_at)
+    SELECT *, now() FROM unnest(
+        CAST(:ids AS text[]), CAST(:states AS bytea[]), CAST(:tiers AS text[]),
+        CAST(:sinces AS timestamptz[]), CAST(:versions AS text[]), CAST(:partitions AS int[]),
+        CAST(:dues AS int[]), CAST(:change_ids AS text[]), CAST(:frequencies AS int[]),
+        CAST(:monetaries AS bigint[]), CAST(:frequencies_short AS int[]),
+        CAST(:monetaries_short AS bigint[]), CAST(:interactions AS int[]),
+        CAST(:first_days AS int[]), CAST(:last_purchases AS int[]),
+        CAST(:scored_days AS int[]), CAST(:stable_untils AS int[]))
+    ON CONFLICT (customer_id) DO UPDATE SET
+        state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
+        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
+        due_day = excluded.due_day, change_id = excluded.change_id,
+        frequency = excluded.frequency, monetary = excluded.monetary,
+        frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
+        interactions = excluded.interactions, first_day = excluded.first_day,
+        last_purchase_day = excluded.last_purchase_day, scored_day = excluded.scored_day,
+        stable_until = excluded.stable_until, updated_at = now()
+""")
+_RESCORED = text("""
+    UPDATE customers c SET
+        tier = u.tier, tier_since = u.tier_since, ruleset_version = u.ruleset_version,
+        change_id = u.change_id, due_day = u.due_day,
+        frequency = u.frequency, monetary = u.monetary,
+        frequency_short = u.frequency_short, monetary_short = u.monetary_short,
+        interactions = u.interactions, first_day = u.first_day,
+        last_purchase_day = u.last_purchase_day, scored_day = u.scored_day,
+        stable_until = u.stable_until, updated_at = now()
+    FROM unnest(
+        CAST(:ids AS text[]), CAST(:tiers AS text[]), CAST(:sinces AS timestamptz[]),
+        CAST(:versions AS text[]), CAST(:change_ids AS text[]), CAST(:dues AS int[]),
+        CAST(:frequencies AS int[]), CAST(:monetaries AS bigint[]),
+        CAST(:frequencies_short AS int[]), CAST(:monetaries_short AS bigint[]),
+        CAST(:interactions AS int[]), CAST(:first_days AS int[]),
+        CAST(:last_purchases AS int[]), CAST(:scored_days AS int[]),
+        CAST(:stable_untils AS int[]))
+        AS u(customer_id, tier, tier_since, ruleset_version, change_id, due_day, frequency,
+             monetary, frequency_short, monetary_short, interactions, first_day,
+             last_purchase_day, scored_day, stable_until)
+    WHERE c.customer_id = u.customer_id
+""")
+_RESCHEDULED = text("""
+    UPDATE customers c SET
+        due_day = u.due_day, frequency = u.frequency, monetary = u.monetary,
+        frequency_short = u.frequency_short, monetary_short = u.monetary_short,
+        interactions = u.interactions, first_day = u.first_day,
+        last_purchase_day = u.last_purchase_day, scored_day = u.scored_day,
+        stable_until = u.stable_until, updated_at = now()
+    FROM unnest(
+        CAST(:ids AS text[]), CAST(:dues AS int[]),
+        CAST(:frequencies AS int[]), CAST(:monetaries AS bigint[]),
+        CAST(:frequencies_short AS int[]), CAST(:monetaries_short AS bigint[]),
+        CAST(:interactions AS int[]), CAST(:first_days AS int[]),
+        CAST(:last_purchases AS int[]), CAST(:scored_days AS int[]),
+        CAST(:stable_untils AS int[]))
+        AS u(customer_id, due_day, frequency, monetary, frequency_short, monetary_short,
+             interactions, first_day, last_purchase_day, scored_day, stable_until)
+    WHERE c.customer_id = u.customer_id
+""")
+_POPULATION = text("""
+    SELECT count(*) AS active, avg(frequency) AS frequency, avg(monetary) AS monetary,
+           avg(:today - last_purchase_day) AS recency_days
+    FROM customers WHERE frequency > 0 AND last_purchase_day > :today - :window
+""")
+
+
+class ScorerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record_events(
+        self, events: Sequence[tuple[str, str, bytes]]
+    ) -> dict[tuple[str, str], Seen]:
+        """Marks (source, id, digest) as seen. Keys must be unique within the call (the
+        caller dedupes a batch first); a key seen before is a duplicate, or a conflict
+        when its content digest differs."""
+        if not events:
+            return {}
+        sources, ids, digests = (list(column) for column in zip(*events, strict=True))
+        inserted = {
+            (row.source, row.id)
+            for row in await self._session.execute(
+                _RECORD, {"sources": sources, "ids": ids, "digests": digests}
+            )
+        }
+        seen: dict[tuple[str, str], Seen] = dict.fromkeys(inserted, "new")
+        others = [(s, i, d) for s, i, d in events if (s, i) not in inserted]
+        if others:
+            stored = {
+                (row.source, row.id): bytes(row.digest)
+                for row in await self._session.execute(
+                    _DIGESTS,
+                    {"sources": [s for s, _, _ in others], "ids": [i for _, i, _ in others]},
+                )
+            }
+            for source, event_id, digest in others:
+                same = stored.get((source, event_id)) == digest
+                seen[(source, event_id)] = "duplicate" if same else "conflict"
+        return seen
+
+    async def forget_events(self, older_than_days: int, limit: int) -> int:
+        """Forgets up to `limit` events seen more than `older_than_days` ago; one instance at
+        a time (0 when another holds the lock). A duplicate of a forgotten event would count
+        again: the retention must exceed how late a duplicate can arrive."""
+        if not await self._session.scalar(_LOCK_FORGET):
+            return 0
+        result = await self._session.execute(_FORGET, {"days": older_than_days, "limit": limit})
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
+        driver = await driver_connection(self._session)
+        rows = await driver.fetch(_LOAD, list(customer_ids))
+        return {row[0]: _customer(row) for row in rows}
+
+    async def due(
+        self, partition: int, day: int, after: str = "", limit: int = 5000, *, lazy: bool = True
+    ) -> list[StoredCustomer]:
+        """Customers of the partition whose due day has come, in id order after `after`
+        (with `lazy`, without their state when their snapshot covers `day`)."""
+        rows = await (await driver_connection(self._session)).fetch(
+            _DUE, partition, day, after, limit, lazy
+        )
+        return [_customer(row) for row in rows]
+
+    async def page(
+        self, partition: int, day: int, after: str = "", limit: int = 5000
+    ) -> list[StoredCustomer]:
+        """Every customer of the partition, a page at a time, in id order after `after`
+        (without their state when their snapshot covers `day`)."""
+        rows = await (await driver_connection(self._session)).fetch(
+            _PAGE, partition, day, after, limit, True
+        )
+        return [_customer(row) for row in rows]
+
+    async def save(self, customers: Sequence[StoredCustomer]) -> None:
+        if customers:
+            await self._session.execute(
+                _SAVE,
+                {
+                    "states": [c.state for c in customers],
+                    "partitions": [c.partition for c in customers],
+                    **_standings(customers),
+                    **_scheduled(customers),
+                },
+            )
+
+    async def rescored(self, customers: Sequence[Rescored | Rescheduled]) -> None:
+        """Stores what the sweep or a re-tier decided; the customers' states stay."""
+        moved = [c for c in customers if isinstance(c, Rescored)]
+        if moved:
+            await self._session.execute(_RESCORED, {**_standings(moved), **_scheduled(moved)})
+        kept = [c for c in customers if isinstance(c, Rescheduled)]
+        if kept:
+            await self._session.execute(_RESCHEDULED, _scheduled(kept))
+
+    async def ping(self) -> None:
+        await self._session.execute(text("SELECT 1"))
+
+    async def population(self, today: int, window: int) -> tuple[int, Any, Any, Any]:
+        """(customers active in the main window, mean frequency, monetary, recency_days)."""
+        row = (await self._session.execute(_POPULATION, {"today": today, "window": window})).one()
+        return row.active, row.frequency, row.monetary, row.recency_days
+
+
+def _customer(row: Any) -> StoredCustomer:
+    """From a row of `_LOAD`, `_DUE` or `_PAGE`; a stable_until of 0 means "stored before
+    snapshots were" (no snapshot)."""
+    snapshot = Snapshot._make(row[8:]) if row[9] else None
+    return StoredCustomer(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], snapshot)
+
+
+def _standings(customers: Sequence[StoredCustomer | Rescored]) -> dict[str, list[Any]]:
+    """The standing's parameters of a saved or rescored customer: tier, since, version and
+    the change that put it there."""
+    return {
+        "tiers": [c.tier for c in customers],
+        "sinces": [c.tier_since for c in customers],
+        "versions": [c.ruleset_version for c in customers],
+        "change_ids": [c.change_id for c in customers],
+    }
+
+
+def _scheduled(
+    customers: Sequence[StoredCustomer | Rescored | Rescheduled],
+) -> dict[str, list[Any]]:
+    """The parameters every saved or rescored customer has: id, due day, snapshot."""
+    return {
+        "ids": [c.customer_id for c in customers],
+        "dues": [c.due_day for c in customers],
+        **_snapshots([c.snapshot for c in customers]),
+    }
+
+
+def _snapshots(snapshots: Sequence[Snapshot | None]) -> dict[str, list[int | None]]:
+    """The snapshot columns' parameters; a customer without one is stored as "none"."""
+    known = [s or _NONE for s in snapshots]
+    return {
+        "frequencies": [s.frequency for s in known],
+        "monetaries": [s.monetary for s in known],
+        "frequencies_short": [s.frequency_short for s in known],
+        "monetaries_short": [s.monetary_short for s in known],
+        "interactions": [s.interactions for s in known],
+        "first_days": [s.first_day for s in known],
+        "last_purchases": [s.last_purchase for s in known],
+        "scored_days": [s.day for s in known],
+        "stable_untils": [s.stable_until for s in known],
+    }
+
+
+_NONE = Snapshot(0, 0, 0, None, 0, 0, 0, 0, 0)
