@@ -2,6 +2,7 @@
 clock the test may control; and helpers to feed it and to wait until it caught up."""
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -116,17 +117,23 @@ async def swept(scorer: Scorer, day: datetime, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def applied(scorer: Scorer, key: str, timeout_s: float = 30.0) -> None:
-    """Until every partition was re-tiered under the standard `key`."""
+async def applied(scorer: Scorer, label: str, timeout_s: float = 30.0) -> None:
+    """Until every partition was re-tiered under the standard labelled `label` (a ruleset
+    version, and in population mode its thresholds: `Standard.label`)."""
     deadline = time.monotonic() + timeout_s
     while True:
         async with unit_of_work(scorer.sessions) as session:
             parts = await ControlRepository(session, scorer.topic).partitions()
-        if parts and all(p.applied == key for p in parts.values()):
+        if parts and all(_label(p.applied) == label for p in parts.values()):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not re-tiered under {key}: {parts}")
+            raise TimeoutError(f"not re-tiered under {label}: {parts}")
         await asyncio.sleep(0.1)
+
+
+def _label(key: str | None) -> str | None:
+    """A standard's key without its activation and generation numbers."""
+    return None if key is None else re.sub(r"#\d+", "", key)
 
 
 CUSTOMER_EVENTS = topics.CUSTOMER_EVENTS

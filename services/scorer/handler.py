@@ -185,7 +185,9 @@ class ScorerHandler:
             moment = part.clock or (fresh[0].event.time if fresh else wall)
         day = local_day(moment, self._scoring.zone)
         if part.applied != standard.key:
-            if part.applied is None:  # a partition scored for the first time
+            # a partition scored for the first time, or one that applied this standard
+            # before its key held the activation (revisions before 0010)
+            if part.applied is None or part.applied == standard.legacy_key:
                 part.applied = standard.key
             elif not await self._retier(work, part, standard.key, day, moment):
                 return part
@@ -206,7 +208,7 @@ class ScorerHandler:
     ) -> bool:
         """One bounded step of the partition's re-tier; True once it is complete."""
         assert part.applied is not None  # noqa: S101 - checked by the caller
-        same_rules = part.applied.split("@")[0] == self._standards.standard.ruleset.version
+        same_rules = self._standards.standard.same_activation(part.applied)
         cause: ClockReason = "thresholds_refreshed" if same_rules else "ruleset_activated"
         if self._budget <= 0:
             self.more = True

@@ -149,7 +149,7 @@ class Scorer:
         log.info(
             "scorer_started",
             topic=self.topic,
-            ruleset=self.standards.standard.key,
+            ruleset=self.standards.standard.label,
             clock=self.settings.clock,
         )
 

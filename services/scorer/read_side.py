@@ -161,7 +161,7 @@ class Queries:
             )
         times = [row.last_event_time for row in rows if row.last_event_time is not None]
         return Status(
-            ruleset_version=self._standards.standard.key,
+            ruleset_version=self._standards.standard.label,
             clock=self._clock,
             partitions=rows,
             last_event_time=max(times, default=None),

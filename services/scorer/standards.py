@@ -80,10 +80,11 @@ class Standards:
             ruleset = self._known[active.version] = rules.load(active.body, active.version)
         for old in await control.rulesets_missing(list(self._known)):
             self._known[old.version] = rules.load(old.body, old.version)
-        thresholds = ruleset.thresholds
+        thresholds, generation = ruleset.thresholds, 0
         if ruleset.mode == "population":
-            thresholds = await self._population(session, control, ruleset, today, now)
-        self._standard = Standard(ruleset, thresholds)
+            thresholds, generation = await self._population(session, control, ruleset, today, now)
+        assert active.activation is not None  # noqa: S101 - the active one was activated
+        self._standard = Standard(ruleset, thresholds, active.activation, generation)
         return self._standard
 
     async def _population(
@@ -93,7 +94,8 @@ class Standards:
         ruleset: Ruleset,
         today: int,
         now: datetime,
-    ) -> Thresholds:
+    ) -> tuple[Thresholds, int]:
+        """The thresholds in force and their generation."""
         stored = await control.population_thresholds(self._refresh.total_seconds())
         stale = stored is None or stored.stale
         if stale and await control.lock_population():
@@ -102,8 +104,9 @@ class Standards:
             )
             t = found.thresholds(ruleset.thresholds)
             stored = StoredThresholds(t.recency_days, t.frequency, t.monetary)
-            await control.save_population_thresholds(stored)
+            generation = await control.save_population_thresholds(stored)
+            stored = StoredThresholds(t.recency_days, t.frequency, t.monetary, False, generation)
             log.info("population_thresholds", active=found.active, thresholds=t)
         if stored is None:
-            return ruleset.thresholds
-        return Thresholds(stored.recency_days, stored.frequency, stored.monetary)
+            return ruleset.thresholds, 0
+        return Thresholds(stored.recency_days, stored.frequency, stored.monetary), stored.generation

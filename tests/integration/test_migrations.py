@@ -4,10 +4,11 @@ import asyncio
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from devstack.kafka import run_isolated
 from services import migrations
+from services.scorer.store.control import ControlRepository
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ async def _version(url: str) -> list[str]:
 def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert run_isolated(_version(database_url)) == []
     migrations.upgrade(database_url)
-    assert run_isolated(_version(database_url)) == ["0009"]
+    assert run_isolated(_version(database_url)) == ["0010"]
     migrations.upgrade(database_url)  # idempotent: make up runs it at every start
     migrations.downgrade(database_url)
     assert run_isolated(_version(database_url)) == []
@@ -64,3 +65,42 @@ def test_the_tier_counts_start_from_the_customers_already_stored(database_url: s
         (0, "general_value"): 4,  # 2, 4, 8, 10
         (1, "important_value"): 3,  # 1, 5, 7
     }
+
+
+async def _activations_numbered(url: str) -> tuple[dict[str, int | None], int, int]:
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("""
+                INSERT INTO rulesets (version, body, activated_at) VALUES
+                    ('v2', 'b2', '2026-11-02T00:00:00Z'), ('v1', 'b1', '2026-11-03T00:00:00Z'),
+                    ('v3', 'b3', NULL)
+            """)
+        )
+        await connection.execute(
+            text("""
+                INSERT INTO population_thresholds
+                    (id, recency_days, frequency, monetary, computed_at)
+                VALUES (1, 30, 2, 100000, now())
+            """)
+        )
+    await engine.dispose()
+    await asyncio.to_thread(migrations.upgrade, url, "0010")
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        rows = await connection.execute(text("SELECT version, activation FROM rulesets"))
+        numbers = {row.version: row.activation for row in rows}
+        generation = await connection.scalar(text("SELECT generation FROM population_thresholds"))
+        session = AsyncSession(bind=connection)
+        activated = await ControlRepository(session, "t").activate("v2", "b2")
+    await engine.dispose()
+    assert activated.activation is not None
+    return numbers, int(generation), activated.activation
+
+
+def test_activations_are_numbered_in_the_order_they_happened(database_url: str) -> None:
+    migrations.upgrade(database_url, "0009")
+    numbers, generation, next_activation = run_isolated(_activations_numbered(database_url))
+    assert numbers == {"v2": 1, "v1": 2, "v3": None}  # v3 was never activated
+    assert generation == 1
+    assert next_activation == 3  # re-activating v2 is a new activation

@@ -214,6 +214,43 @@ async def test_preview_shows_exactly_what_activation_then_does(
     assert tiers == dict(found.tiers)
 
 
+async def test_every_activation_is_its_own_cause(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str
+) -> None:
+    """v1 -> v2 -> v1 -> v2 (SPEC §11): each activation moves the customer, and each move has
+    a change id of its own, on the topic, in the tier history and in the latest tier. (The
+    id used to hash the version alone: the second activation of v2 reused the first one's
+    id, so the history, the notifier and any subscriber deduping by id dropped it.)"""
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    config = settings(kafka_bootstrap, database_url, topic_prefix)
+    v1 = (RULESETS / "default.yaml").read_text()
+    v2 = v1.replace("version: rfm-segments-1", "version: rfm-segments-2").replace(
+        'monetary: "10000.00"', 'monetary: "5000.00"'
+    )
+    # monetary 7500: low against v1's 10000, high against v2's 5000
+    posted = [events.transaction(customer="F-1", amount="7500.00", time=iso(NOW))]
+    await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, records(posted))
+    async with running_scorer(config, Clock(NOW)) as scorer:
+        await caught_up(scorer)
+        for version, text in (("rfm-segments-2", v2), ("rfm-segments-1", v1)) * 2:
+            await preview.activate(scorer.sessions, text, "test")
+            await applied(scorer, version)
+            await caught_up(scorer)
+        history = await scorer.queries.history("F-1")
+        answer = await scorer.queries.customer("F-1", None)
+    found = changes(await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 5))
+    assert [c.to_tier.id for c in found] == ["general_develop", "important_develop"] * 2 + [
+        "general_develop"
+    ]
+    assert [c.ruleset_version for c in found[1:]] == ["rfm-segments-2", "rfm-segments-1"] * 2
+    ids = [c.change_id for c in found]
+    assert len(set(ids)) == 5, ids
+    assert history is not None
+    assert [entry["change_id"] for entry in history] == ids
+    assert answer is not None
+    assert answer.change_id == ids[-1]
+
+
 async def test_population_thresholds_are_the_means_of_active_customers(
     kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -243,10 +280,10 @@ async def test_population_thresholds_are_the_means_of_active_customers(
     await produce(kafka_bootstrap, topic_prefix + CUSTOMER_EVENTS, records(posted))
     # means: frequency (1+2+3+6)/4 = 3; monetary (1000+2000+9000+30000)/4 = 10500.00;
     # recency (10+20+30+40)/4 = 25
-    key = "rfm-population-1@r25f3m1050000"
+    label = "rfm-population-1@r25f3m1050000"
     async with running_scorer(config, Clock(NOW)) as scorer:
         await caught_up(scorer)
-        await applied(scorer, key)
+        await applied(scorer, label)
         await caught_up(scorer)
         answer = await scorer.queries.customer("P-3", None)
     assert answer is not None

@@ -14,6 +14,7 @@ from services.scorer.core import rules
 from services.scorer.core.scoring import (
     Change,
     EventCause,
+    Standard,
     Standing,
     change_id,
     due_day,
@@ -300,3 +301,29 @@ def test_every_change_payload_is_valid_under_the_contract(history: list[Fact], c
                 payload.model_dump()
             )
             assert TierChangedV1.model_validate_json(raw).model_dump_json().encode() == raw
+
+
+def test_every_activation_and_thresholds_generation_has_a_key_of_its_own() -> None:
+    """SPEC §11: a standard's key never comes back, so re-tier changes never reuse an id."""
+    population = rules.load(
+        DEFAULT_RULESET.read_text()
+        .replace("version: rfm-segments-1", "version: pop-1")
+        .replace("mode: fixed", "mode: population")
+    )
+    t = population.thresholds
+    first, again = (
+        Standard(RULESET, RULESET.thresholds, 1),
+        Standard(RULESET, RULESET.thresholds, 3),
+    )
+    assert first.key != again.key
+    assert first.label == again.label == first.legacy_key == "rfm-segments-1"
+    ids = {change_id("C-1", "ruleset_activated", s.key) for s in (first, again)}
+    assert len(ids) == 2
+    # thresholds A -> B -> A within one activation: three generations, three keys
+    keys = [Standard(population, t, 2, generation).key for generation in (1, 2, 3)]
+    assert len(set(keys)) == 3
+    assert Standard(population, t, 2, 3).same_activation(keys[0])
+    assert not Standard(population, t, 4, 3).same_activation(keys[0])
+    assert Standard(population, t, 2, 1).label == (
+        f"pop-1@r{t.recency_days}f{t.frequency}m{t.monetary}"
+    )

@@ -55,17 +55,44 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class Standard:
     """What customers are scored with: a ruleset and the thresholds in force (fixed, or the
-    population's current ones). `key` changes exactly when customers must be re-tiered."""
+    population's current ones), under one activation of the ruleset and (population mode)
+    one generation of the thresholds.
+
+    `key` changes exactly when customers must be re-tiered, and never comes back: every
+    activation, even of a version active before, and every change of the population
+    thresholds, even back to earlier values, is its own cause (SPEC §11), so the changes it
+    makes get ids no earlier move had. `label` says what is in force, for people."""
 
     ruleset: Ruleset
     thresholds: Thresholds
+    activation: int = 0  # the activation's number (rulesets.activation), growing
+    generation: int = 0  # population thresholds: grows each time their values change
 
     @property
-    def key(self) -> str:
+    def label(self) -> str:
         if self.ruleset.mode == "fixed":
             return self.ruleset.version
         t = self.thresholds
         return f"{self.ruleset.version}@r{t.recency_days}f{t.frequency}m{t.monetary}"
+
+    @property
+    def key(self) -> str:
+        key = f"{self.ruleset.version}#{self.activation}"
+        if self.ruleset.mode == "fixed":
+            return key
+        t = self.thresholds
+        return f"{key}@r{t.recency_days}f{t.frequency}m{t.monetary}#{self.generation}"
+
+    @property
+    def legacy_key(self) -> str:
+        """The key as revisions before 0010 stored it (no activation, no generation): a
+        partition that applied it was scored with this standard's rules and thresholds."""
+        return self.label
+
+    def same_activation(self, key: str) -> bool:
+        """Whether `key` was applied under this activation of the ruleset (so a re-tier
+        from it is caused by new thresholds, not by an activation)."""
+        return key.split("@", maxsplit=1)[0] == f"{self.ruleset.version}#{self.activation}"
 
 
 class NoTier(RuntimeError):

@@ -28,6 +28,7 @@ class StoredRuleset:
     version: str
     body: str
     activated_at: datetime | None
+    activation: int | None = None  # the number of its latest activation (a sequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class StoredThresholds:
     frequency: int
     monetary: int
     stale: bool = False  # older than the refresh interval, by the database's clock
+    generation: int = 0  # grows each time the values change
 
 
 class VersionConflict(ValueError):
@@ -63,33 +65,47 @@ _SAVE_PARTITION = text("""
         retier_after = excluded.retier_after
 """)
 _ACTIVE = text("""
-    SELECT version, body, activated_at FROM rulesets WHERE activated_at IS NOT NULL
-    ORDER BY activated_at DESC, version LIMIT 1
+    SELECT version, body, activated_at, activation FROM rulesets WHERE activation IS NOT NULL
+    ORDER BY activation DESC LIMIT 1
 """)
-_RULESET = text("SELECT version, body, activated_at FROM rulesets WHERE version = :version")
+_RULESET = text("""
+    SELECT version, body, activated_at, activation FROM rulesets WHERE version = :version
+""")
 _OTHERS = text("""
-    SELECT version, body, activated_at FROM rulesets
-    WHERE activated_at IS NOT NULL AND NOT version = ANY(:known)
+    SELECT version, body, activated_at, activation FROM rulesets
+    WHERE activation IS NOT NULL AND NOT version = ANY(:known)
 """)
 _STORE = text("""
     INSERT INTO rulesets (version, body) VALUES (:version, :body)
     ON CONFLICT (version) DO NOTHING
 """)
+# every activation takes the next number, also a re-activation of an earlier version
 _ACTIVATE = text("""
-    UPDATE rulesets SET activated_at = clock_timestamp() WHERE version = :version
-    RETURNING version, body, activated_at
+    UPDATE rulesets
+    SET activated_at = clock_timestamp(), activation = nextval('ruleset_activations')
+    WHERE version = :version
+    RETURNING version, body, activated_at, activation
 """)
 _THRESHOLDS = text("""
-    SELECT recency_days, frequency, monetary,
+    SELECT recency_days, frequency, monetary, generation,
            computed_at < clock_timestamp() - make_interval(secs => :refresh) AS stale
     FROM population_thresholds
 """)
+# the generation grows when the values change (and only then: a refresh that finds the
+# same means re-tiers no one)
 _SAVE_THRESHOLDS = text("""
-    INSERT INTO population_thresholds (id, recency_days, frequency, monetary, computed_at)
-    VALUES (1, :recency_days, :frequency, :monetary, clock_timestamp())
+    INSERT INTO population_thresholds
+        (id, recency_days, frequency, monetary, computed_at, generation)
+    VALUES (1, :recency_days, :frequency, :monetary, clock_timestamp(), 1)
     ON CONFLICT (id) DO UPDATE SET recency_days = excluded.recency_days,
         frequency = excluded.frequency, monetary = excluded.monetary,
-        computed_at = excluded.computed_at
+        computed_at = excluded.computed_at,
+        generation = population_thresholds.generation + CASE
+            WHEN (population_thresholds.recency_days, population_thresholds.frequency,
+                  population_thresholds.monetary)
+               = (excluded.recency_days, excluded.frequency, excluded.monetary)
+            THEN 0 ELSE 1 END
+    RETURNING generation
 """)
 _LOCK_THRESHOLDS = text("SELECT pg_try_advisory_xact_lock(7346212002)")
 
@@ -166,14 +182,17 @@ class ControlRepository:
         row = (await self._session.execute(_THRESHOLDS, {"refresh": refresh_s})).one_or_none()
         if row is None:
             return None
-        return StoredThresholds(row.recency_days, row.frequency, row.monetary, row.stale)
+        return StoredThresholds(
+            row.recency_days, row.frequency, row.monetary, row.stale, row.generation
+        )
 
     async def lock_population(self) -> bool:
         """True when this transaction may recompute the population thresholds."""
         return bool(await self._session.scalar(_LOCK_THRESHOLDS))
 
-    async def save_population_thresholds(self, thresholds: StoredThresholds) -> None:
-        await self._session.execute(
+    async def save_population_thresholds(self, thresholds: StoredThresholds) -> int:
+        """Stores the thresholds; returns their generation."""
+        generation = await self._session.scalar(
             _SAVE_THRESHOLDS,
             {
                 "recency_days": thresholds.recency_days,
@@ -181,7 +200,8 @@ class ControlRepository:
                 "monetary": thresholds.monetary,
             },
         )
+        return int(generation)
 
 
 def _ruleset(row: Any) -> StoredRuleset:
-    return StoredRuleset(row.version, row.body, row.activated_at)
+    return StoredRuleset(row.version, row.body, row.activated_at, row.activation)
