@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from schemas.v1.binding import CONTENT_TYPE
+from schemas.v1.events import EVENT_ATTRIBUTES_MAX
 from services.effectively_once.record import Record
 
 # Python's `$` also matches before a final newline: \Z does not.
@@ -37,24 +38,32 @@ class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     pass
 
 
+# No floats in attributes: their JSON spelling differs between encoders (1e16 / 1e+16);
+# events with float attributes are rare and take the contract's path.
+EventAttributes = Annotated[
+    dict[AttributeName, str | bool | int], msgspec.Meta(max_length=EVENT_ATTRIBUTES_MAX)
+]
+
+
 class TransactionData(_Data, frozen=True):
     kind: Literal["purchase", "refund"]
     amount: Amount
     currency: Currency
     order_id: Identifier
+    attributes: EventAttributes = {}
 
 
 class InteractionData(_Data, frozen=True):
     channel: Channel
     action: Action
+    actor: Identifier | None = None
+    attributes: EventAttributes = {}
 
 
 class CustomerData(_Data, frozen=True):
     name: Name
     owner_id: Identifier
     team: Identifier | None = None
-    # No floats: their JSON spelling differs between encoders (1e16 / 1e+16); profiles with
-    # float attributes are rare and take the contract's path.
     attributes: Annotated[dict[AttributeName, str | bool | int], msgspec.Meta(max_length=64)] = {}
 
 

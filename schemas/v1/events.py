@@ -74,6 +74,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+EVENT_ATTRIBUTES_MAX = 20
+
+
+def _event_attributes() -> Any:
+    return Field(
+        default_factory=dict,
+        max_length=EVENT_ATTRIBUTES_MAX,
+        description="Optional facts about this event (product line, category, region of the "
+        "order, ticket severity...), usable in declared features' `where` (SPEC §10).",
+    )
+
+
 class TransactionData(_Frozen):
     kind: Literal["purchase", "refund"]
     amount: PositiveAmount
@@ -81,11 +93,18 @@ class TransactionData(_Frozen):
         description="ISO 4217 code; the base currency, or one with a configured rate."
     )
     order_id: Identifier
+    attributes: dict[AttributeName, AttributeValue] = _event_attributes()
 
 
 class InteractionData(_Frozen):
     channel: Literal["web", "email", "call", "meeting", "ticket", "chat", "event", "other"]
     action: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    actor: Identifier | None = Field(
+        None,
+        description="The person in the directory who had the interaction (e.g. the owner "
+        "who called).",
+    )
+    attributes: dict[AttributeName, AttributeValue] = _event_attributes()
 
 
 class CustomerData(_Frozen):

@@ -136,7 +136,11 @@ MUTATIONS: dict[str, st.SearchStrategy[Any]] = {
     "data.name": weird_text,
     "data.owner_id": weird_text,
     "data.team": st.none() | weird_text,
-    "data.attributes": st.dictionaries(weird_text, scalars, max_size=3),
+    "data.actor": st.none() | weird_text,
+    "data.attributes": st.one_of(
+        st.dictionaries(weird_text, scalars, max_size=3),
+        st.dictionaries(st.text(min_size=1, max_size=3), st.integers(), min_size=19, max_size=22),
+    ),
     "data.extra": scalars,
 }
 bases: st.SearchStrategy[dict[str, Any]] = st.one_of(
@@ -195,9 +199,17 @@ def test_a_batch_takes_the_fast_path_only_when_every_event_could(
     subject=st.text(st.characters(categories=["L", "N", "Pd"]), min_size=1, max_size=40),
 )
 def test_canonical_events_take_the_fast_path(moment: datetime, amount: Any, subject: str) -> None:
+    with_attributes = changed(
+        transaction(customer=subject, amount=str(amount), time=moment.isoformat()),
+        "data.attributes",
+        {"line": "software", "units": 3, "renewal": True},
+    )
+    by_owner = changed(interaction(customer=subject), "data.actor", "liu.yang")
     for event in (
         transaction(customer=subject, amount=str(amount), time=moment.isoformat()),
+        with_attributes,
         interaction(customer=subject),
+        changed(by_owner, "data.attributes", {"severity": 2}),
         customer(customer_id=subject),
     ):
         body = json.dumps(event).encode()

@@ -52,6 +52,15 @@ class TestValidEvents:
         verdict = validate_single(orjson.dumps(transaction(amount="0.10")), RULES, NOW)
         assert orjson.loads(verdict.events[0].record.value)["amount"] == "0.10"
 
+    def test_event_attributes_and_the_actor_reach_the_record(self) -> None:
+        sale = changed(transaction(), "data.attributes", {"line": "software", "seats": 12})
+        call = changed(interaction(), "data.actor", "liu.yang")
+        verdict = validate_batch(orjson.dumps([sale, call]), RULES, NOW)
+        assert verdict.errors == ()
+        values = [orjson.loads(event.record.value) for event in verdict.events]
+        assert values[0]["attributes"] == {"line": "software", "seats": 12}
+        assert values[1]["actor"] == "liu.yang"
+
     def test_rated_currency_passes(self) -> None:
         assert errors_of(changed(transaction(), "data.currency", "USD")) == []
 
@@ -150,6 +159,18 @@ class TestEnvelope:
 
     def test_subject_with_edge_whitespace(self) -> None:
         assert only_error(changed(customer(), "subject", " C-1"))[0] == "subject"
+
+    def test_too_many_event_attributes(self) -> None:
+        many = {f"k{n}": n for n in range(21)}
+        assert only_error(changed(transaction(), "data.attributes", many))[0] == "data.attributes"
+
+    def test_event_attribute_of_wrong_kind(self) -> None:
+        bad = changed(interaction(), "data.attributes", {"severity": {"a": 1}})
+        field, _ = only_error(bad)
+        assert field.startswith("data.attributes.severity")
+
+    def test_actor_with_edge_whitespace(self) -> None:
+        assert only_error(changed(interaction(), "data.actor", "liu.yang "))[0] == "data.actor"
 
     def test_attribute_of_wrong_kind(self) -> None:
         field, _ = only_error(changed(customer(), "data.attributes.tags", ["a"]))
