@@ -91,7 +91,7 @@ def test_a_misspelt_feature_is_refused_naming_tier_and_position() -> None:
 
 def test_a_condition_that_is_not_a_bool_is_refused() -> None:
     assert problems(ruleset("frequency + 1", "true")) == [
-        "tier 't0': condition is of type int, not bool"
+        "tier 't0': condition is of type number, not bool"
     ]
 
 
@@ -154,3 +154,57 @@ def test_population_thresholds_round_to_what_the_comparison_means() -> None:
     # units ceil); R high when recency <= 25.75: 25 or less
     assert found.thresholds(fallback) == rules.Thresholds(25, 3, 1_050_001)
     assert Population(0, None, None, None).thresholds(fallback) == fallback
+
+
+def test_numbers_mix_in_conditions() -> None:
+    """SPEC §4: `frequency * 0.3 >= 1.0` is valid, and division is real division."""
+    mixed = load(ruleset("frequency * 0.3 >= 1.0", "frequency / 2 > 1", "true"))
+
+    def tier(frequency: int) -> str:
+        match = evaluate(mixed, features(frequency=frequency), mixed.thresholds)
+        assert match is not None
+        return match.tier.id
+
+    assert [tier(f) for f in (4, 3, 2)] == ["t0", "t1", "t2"]  # 1.2; 0.9 then 1.5; 1.0
+
+
+def test_integer_literals_become_reals_outside_strings_only() -> None:
+    assert rules.reals('frequency > 3 && segment == "a3 5"') == (
+        'frequency > 3.0 && segment == "a3 5"'
+    )
+    assert rules.reals("1e-3 < monetary && .5 < frequency_90d") == (
+        "1e-3 < monetary && .5 < frequency_90d"
+    )
+    assert rules.reals("tenure_days-3 >= 0x10") == "tenure_days-3.0 >= 0x10"
+
+
+def test_an_integer_only_operation_is_refused_naming_the_tier() -> None:
+    [problem] = problems(ruleset("frequency % 2 == 0", "true"))
+    assert problem.startswith("tier 't0': ")
+    assert "overload" in problem
+
+
+OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@given(
+    frequency=st.integers(0, 50),
+    literal=st.integers(-3, 60),
+    operator=st.sampled_from(OPERATORS),
+)
+def test_comparisons_with_integers_mean_what_they_meant(
+    frequency: int, literal: int, operator: str
+) -> None:
+    """Reading literals as reals changes no comparison of a count with an integer."""
+    compared = load(ruleset(f"frequency {operator} {literal}", "true"))
+    match = evaluate(compared, features(frequency=frequency), compared.thresholds)
+    assert match is not None
+    expected = {
+        "<": frequency < literal,
+        "<=": frequency <= literal,
+        ">": frequency > literal,
+        ">=": frequency >= literal,
+        "==": frequency == literal,
+        "!=": frequency != literal,
+    }[operator]
+    assert (match.tier.id == "t0") == expected

@@ -7,10 +7,14 @@ at the edges (never purchased, nothing at all, every RFM segment) so that a cond
 errors at run time, or a ruleset that leaves customers without a tier, is refused at load
 with the tier and the problem named.
 
-Evaluation is pure: features in, tier out. Money enters CEL as a double in base-currency
-units, converted once from the exact integer minor units; comparisons with amounts written
-with at most two decimals are exact below 10^12 (the spacing of doubles there is far
-below a cent, and rounding is monotonic), so `monetary_90d >= 100000` means what it says.
+Evaluation is pure: features in, tier out. Numbers mix freely (SPEC §4): every number in a
+condition is a real number, the features and the literals alike (a literal written `3` is
+read `3.0`, outside string literals), so `frequency * 0.3 >= 1.0` and `frequency / 2 > 1`
+mean what they say in arithmetic (CEL itself has no int * double). Counts are exact as
+doubles (below 2^53). Money enters CEL as a double in base-currency units, converted once
+from the exact integer minor units; comparisons with amounts written with at most two
+decimals are exact below 10^12 (the spacing of doubles there is far below a cent, and
+rounding is monotonic), so `monetary_90d >= 100000` means what it says.
 """
 
 import re
@@ -165,6 +169,28 @@ def evaluate(ruleset: Ruleset, features: Features, thresholds: Thresholds) -> Ma
 
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# a numeric literal, whole: hex (0x1F), real (1.5, .5, 1e-3, 2.5E+4), integer, unsigned (1u)
+_NUMBER = re.compile(
+    r"(?<![\w.])(?:0[xX][0-9a-fA-F]+[uU]?|\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?"
+    r"|\d+[eE][+-]?\d+|\d+[uU]?)(?![\w.])"
+)
+
+
+def _real(number: re.Match[str]) -> str:
+    literal = number.group()
+    return literal + ".0" if literal.isdigit() else literal
+
+
+def reals(condition: str) -> str:
+    """The condition with its decimal integer literals written as reals (`3` -> `3.0`),
+    outside string literals; every other literal as it is."""
+    parts, end = [], 0
+    for literal in _STRING.finditer(condition):
+        parts.append(_NUMBER.sub(_real, condition[end : literal.start()]))
+        parts.append(literal.group())
+        end = literal.end()
+    parts.append(_NUMBER.sub(_real, condition[end:]))
+    return "".join(parts)
 
 
 def references(conditions: list[str]) -> frozenset[str]:
@@ -177,14 +203,15 @@ def references(conditions: list[str]) -> frozenset[str]:
 
 
 def activation(features: Features, found: Levels) -> dict[str, object]:
+    recency = features.recency_days
     return {
-        "recency_days": features.recency_days,
-        "frequency": features.frequency,
+        "recency_days": None if recency is None else float(recency),
+        "frequency": float(features.frequency),
         "monetary": features.monetary / 100,
-        "frequency_90d": features.frequency_90d,
+        "frequency_90d": float(features.frequency_90d),
         "monetary_90d": features.monetary_90d / 100,
-        "interactions_30d": features.interactions_30d,
-        "tenure_days": features.tenure_days,
+        "interactions_30d": float(features.interactions_30d),
+        "tenure_days": float(features.tenure_days),
         "segment": found.segment,
         "r": found.recency,
         "f": found.frequency,
@@ -255,14 +282,15 @@ def _environment() -> Any:
 
 def _compile(environment: Any, tier: TierSpec) -> Tier:
     try:
-        program = environment.compile(tier.condition)
+        program = environment.compile(reals(tier.condition))
     except Exception as error:  # cel-cpp's status errors carry the position
         raise ValueError(
             f"tier {tier.id!r}: condition does not compile: {_clean(str(error))}"
         ) from error
     kind = program.return_type()
     if kind not in (cel.Type.BOOL, cel.Type.DYN):
-        raise ValueError(f"tier {tier.id!r}: condition is of type {kind.name().lower()}, not bool")
+        name = "number" if kind in (cel.Type.DOUBLE, cel.Type.INT) else kind.name().lower()
+        raise ValueError(f"tier {tier.id!r}: condition is of type {name}, not bool")
     return Tier(
         tier.id, tier.labels.zh, tier.labels.en, tier.rank, tier.high_value, tier.condition, program
     )
