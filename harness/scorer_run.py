@@ -124,15 +124,16 @@ async def applied(scorer: Scorer, label: str, timeout_s: float = 30.0) -> None:
     while True:
         async with unit_of_work(scorer.sessions) as session:
             parts = await ControlRepository(session, scorer.topic).partitions()
-        if parts and all(_label(p.applied) == label for p in parts.values()):
+        if parts and all(label_of(p.applied) == label for p in parts.values()):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"not re-tiered under {label}: {parts}")
         await asyncio.sleep(0.1)
 
 
-def _label(key: str | None) -> str | None:
-    """A standard's key without its activation and generation numbers."""
+def label_of(key: str | None) -> str | None:
+    """A standard's key (`Standard.key`) without its activation and generation numbers: its
+    label (`Standard.label`)."""
     return None if key is None else re.sub(r"#\d+", "", key)
 
 
