@@ -61,8 +61,9 @@ class ProfileHandler:
         if not profiles:
             return
         repository = NotifierRepository(session)
-        await repository.save_profiles(profiles)
         latest = {p.customer_id: p for p in profiles}
+        await repository.lock_customers(list(latest))
+        await repository.save_profiles(profiles)
         moved = await repository.reassign(
             {
                 customer: assignee_for(profile, self._directory, self._default_team)
@@ -121,6 +122,7 @@ class ChangeHandler:
                 log.info("change_redelivered", change_id=c.change_id, customer_id=c.customer_id)
         fresh = [c for c in changes if c.change_id in new]
         customers = list(dict.fromkeys(c.customer_id for c in fresh))
+        await repo.lock_customers(customers)
         profiles = await repo.profiles(customers)
         open_tasks = await repo.open_tasks(customers)
         plan = _Plan()

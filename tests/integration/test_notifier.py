@@ -5,18 +5,28 @@ two instances at once."""
 import asyncio
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from prometheus_client import generate_latest
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harness.scorer_run import CUSTOMER_EVENTS, DEAD_LETTERS, TIER_CHANGES, Clock, produce, records
 from schemas.v1.deadletter import DeadLetterV1
 from services import migrations
+from services.db.engine import sessions
+from services.effectively_once.loop import Batch
 from services.effectively_once.record import Record
-from services.notifier.settings import NotifierSettings
+from services.notifier.core import directory as directories
+from services.notifier.core import policy as policies
+from services.notifier.handlers import ChangeHandler, ProfileHandler
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import DEFAULT_POLICY, NotifierSettings
 from tests import events
 from tests.kafka_reader import read_all
 from tests.notifier_run import (
@@ -431,3 +441,56 @@ async def test_an_upgrade_in_the_same_batch_cancels_the_task_its_downgrade_made(
     assert "up-1" in by_rule["high_value_retention"]["cancel_reason"]
     assert by_rule["high_value_welcome"]["status"] == "open"
     assert alerts == []  # nobody in this directory has a channel
+
+
+@dataclass(frozen=True)
+class _Consumed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _batch(topic: str, record: Record) -> Batch:
+    consumed = _Consumed(topic, 0, 0, record.key, record.value, record.headers)
+    return {TopicPartition(topic, 0): [consumed]}
+
+
+async def test_a_profile_landing_while_its_customers_change_is_handled_reaches_the_task(
+    engine: AsyncEngine,
+) -> None:
+    """The two loops on one customer at once: the profile loop's transaction has written the
+    owner but not committed when the change loop makes the task. The change loop waits for
+    it (a per-customer lock) and makes the task for the owner; before, it read no profile,
+    made the task for the team queue, and the profile's reassignment, run before the task
+    existed, never moved it."""
+    make = sessions(engine)
+    directory = directories.parse(directory_yaml())
+    profiles = ProfileHandler(directory, "queue")
+    changes = ChangeHandler(
+        policy=policies.parse(DEFAULT_POLICY.read_text(encoding="utf-8")),
+        directory=directory,
+        default_team="queue",
+        task_link="http://console/tasks/{id}",
+        dead_letters="dead-letters",
+        now=lambda: NOW,
+        metrics=NotifierMetrics(CollectorRegistry()),
+    )
+    [profile] = records([_profile("C-race", "other")])
+    drop = change_record(change("C-race", "important_value", "important_retain"))
+
+    async def handled_change() -> None:
+        async with make() as session, session.begin():
+            await changes(session, _batch("changes", drop))
+
+    async with make() as session, session.begin():
+        await profiles(session, _batch("events", profile))
+        waiting = asyncio.create_task(handled_change())
+        await asyncio.sleep(1.0)
+        assert not waiting.done()  # held until the profile's transaction ends
+    await asyncio.wait_for(waiting, 10)
+    async with make() as session:
+        assignees = (await session.execute(text("SELECT assignee FROM tasks"))).scalars().all()
+    assert assignees == ["other"]

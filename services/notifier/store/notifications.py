@@ -23,6 +23,16 @@ _UPSERT_PROFILES = text("""
     ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, owner_id = excluded.owner_id,
         team = excluded.team, updated_at = excluded.updated_at
 """)
+# The profile loop and the tier-change loop take these per customer (in one order: no
+# deadlock) before they read or write its profile and tasks, so that a task made while the
+# customer's profile lands in the other loop is either made for the new owner or moved to
+# them; without it each transaction missed the other's uncommitted work and the task stayed
+# in the team queue. (Keys of the two-int form: a space apart from the single-key locks.)
+_LOCK_CUSTOMERS = text("""
+    SELECT pg_advisory_xact_lock(7346, k.key)
+    FROM (SELECT DISTINCT hashtext(c) AS key FROM unnest(CAST(:ids AS text[])) AS c
+          ORDER BY key) AS k
+""")
 _PROFILES = text("""
     SELECT customer_id, name, owner_id, team FROM notifier_profiles
     WHERE customer_id = ANY(CAST(:ids AS text[]))
@@ -131,6 +141,12 @@ class NotifierRepository:
                     "teams": [p.team for p in last.values()],
                 },
             )
+
+    async def lock_customers(self, customer_ids: Sequence[str]) -> None:
+        """Until this transaction ends, no other notifier transaction works on these
+        customers' profiles and tasks."""
+        if customer_ids:
+            await self._session.execute(_LOCK_CUSTOMERS, {"ids": list(customer_ids)})
 
     async def profiles(self, customer_ids: Sequence[str]) -> dict[str, Profile]:
         rows = await self._session.execute(_PROFILES, {"ids": list(customer_ids)})
