@@ -30,13 +30,13 @@ from bench.scorers import (
     transitions,
 )
 from harness.processes import wait_for
-from harness.scorer_run import RULESETS, label_of
+from harness.scorer_run import RULESETS
 from schemas.v1 import topics
 from services.db.unit_of_work import unit_of_work
 from services.effectively_once.producer import partition_index
 from services.scorer.core import codec, rules
 from services.scorer.core.facts import local_day
-from services.scorer.core.scoring import Standard, due_from
+from services.scorer.core.scoring import Standard, due_from, label_of
 from services.scorer.core.snapshot import of_state
 from services.scorer.core.state import Fact, Windows, apply_all
 from services.scorer.store.control import ControlRepository, PartitionState
@@ -93,7 +93,7 @@ def _measure(
         started = time.monotonic()
         if what == "retier":
             asyncio.run(_activate(url, _cheaper_ruleset()))
-            done = _until(url, topic, lambda p: label_of(p.applied) == NEW_VERSION)
+            done = _until(url, topic, lambda p: label_of(p.applied or "") == NEW_VERSION)
         else:
             asyncio.run(_day_boundary(url, topic))
             done = _until(url, topic, lambda p: (p.swept_day or 0) >= today)

@@ -2,7 +2,6 @@
 clock the test may control; and helpers to feed it and to wait until it caught up."""
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from services.db.unit_of_work import unit_of_work
 from services.effectively_once.producer import safe_producer, send_all
 from services.effectively_once.record import Record
 from services.scorer.core.facts import local_day
+from services.scorer.core.scoring import label_of
 from services.scorer.main import Scorer
 from services.scorer.settings import DEFAULT_RULESET, ScorerSettings
 from services.scorer.store.control import ControlRepository
@@ -124,17 +124,11 @@ async def applied(scorer: Scorer, label: str, timeout_s: float = 30.0) -> None:
     while True:
         async with unit_of_work(scorer.sessions) as session:
             parts = await ControlRepository(session, scorer.topic).partitions()
-        if parts and all(label_of(p.applied) == label for p in parts.values()):
+        if parts and all(label_of(p.applied or "") == label for p in parts.values()):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"not re-tiered under {label}: {parts}")
         await asyncio.sleep(0.1)
-
-
-def label_of(key: str | None) -> str | None:
-    """A standard's key (`Standard.key`) without its activation and generation numbers: its
-    label (`Standard.label`)."""
-    return None if key is None else re.sub(r"#\d+", "", key)
 
 
 CUSTOMER_EVENTS = topics.CUSTOMER_EVENTS

@@ -25,7 +25,7 @@ from schemas.v1.deadletter import Reason
 from services.effectively_once.loop import Batch
 from services.effectively_once.outbox import Outbox
 from services.effectively_once.record import Record
-from services.rejections import rejected
+from services.rejections import Located, rejected
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
 from services.scorer.core.scoring import ClockReason, EventCause
@@ -45,16 +45,12 @@ BUDGET = 20_000
 FORGET_BATCH = 10_000  # events seen forgotten per maintenance pass, past their retention
 
 
-class Raw(Protocol):
-    """The fields of an aiokafka ConsumerRecord the scorer reads."""
+class Raw(Located, Protocol):
+    """The fields of an aiokafka ConsumerRecord the scorer reads: where it was read, its key,
+    value and headers (`Located`), and its time."""
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int  # ms; CreateTime, set by ingest's producer
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    @property
+    def timestamp(self) -> int: ...  # ms; CreateTime, set by ingest's producer
 
 
 @dataclass(frozen=True, slots=True)

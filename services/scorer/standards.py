@@ -7,7 +7,7 @@ one instance at a time at most every `refresh` and shared through PostgreSQL.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -104,8 +104,7 @@ class Standards:
             )
             t = found.thresholds(ruleset.thresholds)
             stored = StoredThresholds(t.recency_days, t.frequency, t.monetary)
-            generation = await control.save_population_thresholds(stored)
-            stored = StoredThresholds(t.recency_days, t.frequency, t.monetary, False, generation)
+            stored = replace(stored, generation=await control.save_population_thresholds(stored))
             log.info("population_thresholds", active=found.active, thresholds=t)
         if stored is None:
             return ruleset.thresholds, 0

@@ -18,6 +18,7 @@ from services.scorer.core.scoring import (
     Standing,
     change_id,
     due_day,
+    label_of,
     rescore,
     score_event,
 )
@@ -324,6 +325,8 @@ def test_every_activation_and_thresholds_generation_has_a_key_of_its_own() -> No
     assert len(set(keys)) == 3
     assert Standard(population, t, 2, 3).same_activation(keys[0])
     assert not Standard(population, t, 4, 3).same_activation(keys[0])
+    for standard in (first, Standard(population, t, 2, 3)):
+        assert label_of(standard.key) == standard.label
     assert Standard(population, t, 2, 1).label == (
         f"pop-1@r{t.recency_days}f{t.frequency}m{t.monetary}"
     )

@@ -8,6 +8,7 @@ A change's id is derived from its cause, so the same change always has the same 
 """
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -70,18 +71,13 @@ class Standard:
 
     @property
     def label(self) -> str:
-        if self.ruleset.mode == "fixed":
-            return self.ruleset.version
-        t = self.thresholds
-        return f"{self.ruleset.version}@r{t.recency_days}f{t.frequency}m{t.monetary}"
+        return self.ruleset.version + self._thresholds()
 
     @property
     def key(self) -> str:
-        key = f"{self.ruleset.version}#{self.activation}"
-        if self.ruleset.mode == "fixed":
-            return key
-        t = self.thresholds
-        return f"{key}@r{t.recency_days}f{t.frequency}m{t.monetary}#{self.generation}"
+        thresholds = self._thresholds()
+        generation = f"#{self.generation}" if thresholds else ""
+        return f"{self.ruleset.version}#{self.activation}{thresholds}{generation}"
 
     @property
     def legacy_key(self) -> str:
@@ -93,6 +89,19 @@ class Standard:
         """Whether `key` was applied under this activation of the ruleset (so a re-tier
         from it is caused by new thresholds, not by an activation)."""
         return key.split("@", maxsplit=1)[0] == f"{self.ruleset.version}#{self.activation}"
+
+    def _thresholds(self) -> str:
+        """Population mode's thresholds, as the key and the label carry them."""
+        if self.ruleset.mode == "fixed":
+            return ""
+        t = self.thresholds
+        return f"@r{t.recency_days}f{t.frequency}m{t.monetary}"
+
+
+def label_of(key: str) -> str:
+    """The label of the standard whose key this is: the key without its activation and
+    generation numbers."""
+    return re.sub(r"#\d+", "", key)
 
 
 class NoTier(RuntimeError):
