@@ -179,10 +179,11 @@ def _customer(
 
 
 async def _activate(url: str, ruleset: str) -> None:
+    from services.scorer.core.state import Windows  # noqa: PLC0415
     from services.scorer.preview import activate  # noqa: PLC0415
 
     async with bench_sessions(url) as make:
-        await activate(make, ruleset, "bench")
+        await activate(make, ruleset, "bench", Windows())
 
 
 # The running instances read and rewrite their partitions' rows in every transaction: the

@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ def _rules_check(args: argparse.Namespace) -> int:
     for tier in ruleset.tiers:
         flag = " [high value]" if tier.high_value else ""
         print(f"  {tier.rank:>3}  {tier.id} {tier.label_zh} / {tier.label_en}{flag}")
+    if ruleset.plan.features:
+        names = ", ".join(f.name for f in ruleset.plan.features)
+        print(f"  declared features: {names} ({len(ruleset.plan.streams)} streams)")
+    for score in ruleset.scores:
+        print(f"  score {score.name}: {', '.join(c.name for c in score.components)}")
+    if ruleset.stability:
+        print(f"  stability: min_days_in_tier {ruleset.min_days_in_tier}")
     return 0
 
 
@@ -91,7 +99,8 @@ async def _with_scorer_db(args: argparse.Namespace, what: str) -> Any:
     engine = create_engine(settings.database_url, "cli")
     try:
         if what == "activate":
-            return await preview.activate(sessions(engine), text, str(args.file))
+            windows = scoring_of(settings).windows
+            return await preview.activate(sessions(engine), text, str(args.file), windows)
         return await preview.preview(
             sessions(engine),
             text,
@@ -168,6 +177,22 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=60.0, help="live traffic after history")
     demo.add_argument("--rate", type=float, default=50.0, help="live events per second")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--ruleset",
+        choices=("default", "abc-value"),
+        default="default",
+        help="default: leave the scorers' ruleset as it is; abc-value: activate SPEC §10's "
+        "example (services/scorer/rulesets/abc-value.yaml) before posting",
+    )
+    demo.add_argument(
+        "--database-url",
+        default=os.environ.get("TIERSTREAM_DATABASE_URL")
+        or "postgresql+asyncpg://tierstream@127.0.0.1:"
+        + os.environ.get("TIERSTREAM_PG_PORT", "5432")
+        + "/tierstream",
+        help="the scorers' database, for --ruleset (default: TIERSTREAM_DATABASE_URL, else "
+        "the one `make up` starts, on TIERSTREAM_PG_PORT)",
+    )
     demo.set_defaults(run=_demo)
     return root
 
@@ -183,10 +208,69 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"no API key: pass --key, or run `make up` first ({key_file})", file=sys.stderr)
             return 2
         key = key_file.read_text().strip()
+    if args.ruleset != "default":
+        code = _demo_ruleset(args.ruleset, args.database_url)
+        if code:
+            return code
     return traffic.run(
         args.url, key, customers_count=args.customers, seconds=args.seconds, rate=args.rate,
         seed=args.seed,
     )  # fmt: skip
+
+
+def _demo_ruleset(name: str, url: str) -> int:
+    """Activates a shipped ruleset for the demo, as `tierstream rules activate` does (unless
+    it is the active one already), then waits for the running scorers to load it (each looks
+    between batches, every maintain_every_seconds), so that its declared features count the
+    demo's events from the first."""
+    from sqlalchemy import make_url  # noqa: PLC0415 - only for this command
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from services.scorer.settings import DEFAULT_RULESET  # noqa: PLC0415
+
+    file = DEFAULT_RULESET.parent / f"{name}.yaml"
+    hint = f"tierstream rules activate {file} --url URL"
+    try:
+        found = asyncio.run(_demo_activate(file.read_text(encoding="utf-8"), str(file), url))
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        # unreachable, not migrated, a refused ruleset, the version stored with another body
+        shown = make_url(url).render_as_string(hide_password=True)
+        print(
+            f"could not activate {name} in {shown}: {error}\n"
+            f"pass --database-url, or activate it yourself: {hint}",
+            file=sys.stderr,
+        )
+        return 2
+    version, activated, wait = found
+    if not activated:
+        print(f"ruleset {version} is active already", flush=True)
+        return 0
+    print(f"ruleset {version} activated; waiting {wait:g} s for the scorers to load it", flush=True)
+    time.sleep(wait)
+    return 0
+
+
+async def _demo_activate(text: str, source: str, url: str) -> tuple[str, bool, float]:
+    """(version, whether it was activated now, how long the scorers may take to load it)."""
+    from services.db.engine import create_engine, sessions  # noqa: PLC0415
+    from services.db.unit_of_work import unit_of_work  # noqa: PLC0415
+    from services.scorer import preview  # noqa: PLC0415
+    from services.scorer.main import scoring_of  # noqa: PLC0415
+    from services.scorer.settings import ScorerSettings  # noqa: PLC0415
+    from services.scorer.store.control import ControlRepository  # noqa: PLC0415
+
+    settings = ScorerSettings(database_url=url)
+    engine = create_engine(url, "cli")
+    try:
+        async with unit_of_work(sessions(engine)) as session:
+            active = await ControlRepository(session, "").active_ruleset()
+        if active is not None and active.body == text:
+            return active.version, False, 0.0
+        windows = scoring_of(settings).windows
+        stored = await preview.activate(sessions(engine), text, source, windows)
+    finally:
+        await engine.dispose()
+    return stored.version, True, settings.maintain_every_seconds + 1.0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,10 @@ class _Data(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
 
 # No floats in attributes: their JSON spelling differs between encoders (1e16 / 1e+16);
 # events with float attributes are rare and take the contract's path.
+# Integers beyond 64 bits too: the contract's JSON parser reads them as floats.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 EventAttributes = Annotated[
-    dict[AttributeName, str | bool | int], msgspec.Meta(max_length=EVENT_ATTRIBUTES_MAX)
+    dict[AttributeName, str | bool | Int64], msgspec.Meta(max_length=EVENT_ATTRIBUTES_MAX)
 ]
 
 
@@ -64,7 +66,7 @@ class CustomerData(_Data, frozen=True):
     name: Name
     owner_id: Identifier
     team: Identifier | None = None
-    attributes: Annotated[dict[AttributeName, str | bool | int], msgspec.Meta(max_length=64)] = {}
+    attributes: Annotated[dict[AttributeName, str | bool | Int64], msgspec.Meta(max_length=64)] = {}
 
 
 class _Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", gc=False):

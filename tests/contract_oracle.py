@@ -11,6 +11,7 @@ from services.scorer.core.scoring import (
     direction,
     tier_contract,
     to_features,
+    to_scores,
 )
 
 
@@ -36,7 +37,7 @@ def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
         previous_tier_seconds=None
         if before is None
         else int((change.after.since - before.since).total_seconds()),
-        features=to_features(change.features, zone),
+        features=to_features(change.features, zone, change.aggregates),
         levels=contract.Levels.model_construct(
             recency=change.levels.recency,
             frequency=change.levels.frequency,
@@ -52,4 +53,5 @@ def to_contract(change: Change, zone: ZoneInfo) -> contract.TierChangedV1:
         ruleset_version=change.after.ruleset_version,
         matched_rule=change.after.tier.id,
         cause=cause,
+        scores=to_scores(change.scores),
     )

@@ -1,6 +1,6 @@
 """Tier changes and latest tiers (SPEC §5): `tierstream.tier.changed` and the compacted record."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Final, Literal
 
@@ -13,7 +13,8 @@ CUSTOMER_TIER: Final = "tierstream.customer.tier"
 
 Level = Literal["high", "low"]
 Direction = Literal["up", "down", "lateral", "initial"]
-TierId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+TierId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+Aggregate = Literal["count", "sum", "avg", "min", "max", "days_active", "days_since"]
 
 
 class _Frozen(BaseModel):
@@ -34,8 +35,26 @@ class Tier(_Frozen):
     high_value: bool
 
 
+class DeclaredFeature(_Frozen):
+    """A feature the ruleset declares (SPEC §10), at `as_of`."""
+
+    aggregate: Aggregate
+    value: int | Money | None = Field(
+        description="sum, avg, min, max: an amount (a decimal string; avg rounded to the "
+        "cent); count, days_active, days_since: an integer; null: avg, min, max or "
+        "days_since with no matching event."
+    )
+    counts_since: date | None = Field(
+        None,
+        description="Set when the value counts only the events from this local date on (the "
+        "ruleset declared the feature after the customer's history began, and its window "
+        "reaches before this date); null when the value is exact.",
+    )
+
+
 class Features(_Frozen):
-    """The features of SPEC §4 at the instant `as_of`, in the business time zone."""
+    """The features of SPEC §4 at the instant `as_of`, in the business time zone, and the
+    active ruleset's declared features (SPEC §10; empty when it declares none)."""
 
     as_of: AwareDatetime
     recency_days: int | None = Field(ge=0, description="null: never purchased")
@@ -45,6 +64,25 @@ class Features(_Frozen):
     monetary_90d: Money
     interactions_30d: int = Field(ge=0)
     tenure_days: int = Field(ge=0)
+    declared: dict[str, DeclaredFeature] = Field(default_factory=dict)
+
+
+class ScoreComponent(_Frozen):
+    """One component of a score: the feature's value, the points it gave (0..100), the
+    component's weight and its contribution to the score (weight x points)."""
+
+    feature: str
+    value: Decimal | None = Field(description="Amounts in the base currency; null: no value.")
+    points: Decimal
+    weight: Decimal
+    contribution: Decimal
+
+
+class Score(_Frozen):
+    """A weighted score of the ruleset (SPEC §10): the sum of its components' contributions."""
+
+    value: Decimal = Field(description="0..100")
+    components: dict[str, ScoreComponent]
 
 
 class Thresholds(_Frozen):
@@ -92,6 +130,11 @@ class TierChangedV1(_Frozen):
     ruleset_version: str
     matched_rule: str = Field(description="Id of the tier whose condition matched (first match).")
     cause: EventCause | ClockCause = Field(discriminator="kind")
+    scores: dict[str, Score] = Field(
+        default_factory=dict,
+        description="The ruleset's scores with every component (SPEC §10); empty when it "
+        "declares none.",
+    )
 
 
 class CustomerTierV1(_Frozen):

@@ -1,5 +1,6 @@
-"""A demo directory for `make up`: a small sales organisation with a manager chain and a
-default team queue; every person gets a random API token (only its hash is in the YAML)."""
+"""A demo directory for `make up`: a small sales organisation with a manager chain, two
+sales teams and a default team queue; every person gets a random API token (only its hash is
+in the YAML)."""
 
 import secrets
 from pathlib import Path
@@ -23,6 +24,17 @@ PEOPLE = (
 
 OWNERS = tuple(p[0] for p in PEOPLE if p[2] == "account_owner")
 
+TEAMS = (
+    # id, name, lead, members: the two sales teams, and the queue of customers whose owner
+    # left (the notifier's default team)
+    ("unassigned", "未分配客户", "wang.fang", ("liu.yang",)),
+    ("enterprise", "大客户部", "wang.fang", ("liu.yang", "zhao.lei")),
+    ("commercial", "商业客户部", "chen.jie", ("sun.li", "zhou.min")),
+)
+
+TEAM_OF = {member: team[0] for team in TEAMS[1:] for member in team[3]}
+"""The sales team of each account owner (a demo profile's `team`)."""
+
 
 def demo_directory(path: Path, sink: str, tokens: dict[str, str] | None) -> dict[str, str]:
     """Writes the directory (every person's alerts go to the local sink as a signed webhook);
@@ -43,7 +55,8 @@ def demo_directory(path: Path, sink: str, tokens: dict[str, str] | None) -> dict
         for pid, name, role, manager, language in PEOPLE
     ]
     teams = [
-        {"id": "unassigned", "name": "未分配客户", "lead": "wang.fang", "members": ["liu.yang"]},
+        {"id": tid, "name": name, "lead": lead, "members": list(members)}
+        for tid, name, lead, members in TEAMS
     ]
     path.write_text(
         "# Demo directory written by `make up`; tokens are in notifier-tokens.json.\n"

@@ -7,10 +7,11 @@ checks on generated records that both paths give identical results.
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,7 +21,10 @@ from schemas.v1.events import EVENT_TYPES, TransactionEvent
 from services import event_codec
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import UnknownCurrency, local_day, minor_units
-from services.scorer.core.state import Fact
+from services.scorer.core.state import NO_ATTRIBUTES, Attribute, Fact, Profile
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ def decode(
 ) -> Incoming:
     headers = list(headers)
     fast = event_codec.decode_record(headers, value) if fast_path else None
+    data: Any
     if fast is not None:
         attributes, data = fast
         kind, subject, time = attributes.type, attributes.subject, attributes.time
@@ -61,7 +66,7 @@ def decode(
     else:
         event = _contract_event(headers, value)
         kind, subject, time = event.type, event.subject, event.time
-        source, event_id = event.source, event.id
+        source, event_id, data = event.source, event.id, event.data
         amount = (
             (event.data.kind, event.data.amount, event.data.currency)
             if isinstance(event, TransactionEvent)
@@ -70,14 +75,18 @@ def decode(
     if key != subject.encode():
         raise Poison("invalid_event", f"the record key {key!r} is not the subject {subject!r}")
     day = local_day(time, scoring.zone)
-    if amount is None:
-        fact = Fact(day, "interaction" if kind == "tierstream.interaction" else "profile")
-    else:
+    given: Mapping[str, Attribute] = data.attributes or NO_ATTRIBUTES
+    if amount is not None:
         try:
             money = minor_units(amount[1], amount[2], scoring.base_currency, scoring.rates)
         except UnknownCurrency as error:
             raise Poison("unknown_currency", str(error)) from error
-        fact = Fact(day, amount[0], money)
+        fact = Fact(day, amount[0], money, attributes=given)
+    elif kind == "tierstream.interaction":
+        fact = Fact(day, "interaction", 0, data.channel, data.action, data.actor, given)
+    else:
+        order = ((time - EPOCH) // MICROSECOND, source, event_id)
+        fact = Fact(day, "profile", profile=Profile(order, data.team, given))
     digest = hashlib.sha256(
         f"{kind}|{subject}|{time.isoformat()}|".encode() + (value or b"")
     ).digest()

@@ -4,7 +4,8 @@ and its conversions from and to the stored row."""
 from dataclasses import dataclass
 
 from services.scorer.core import codec
-from services.scorer.core.scoring import Standard, Standing, due_from
+from services.scorer.core.config import Scoring
+from services.scorer.core.scoring import Standard, Standing, due_beyond, due_from
 from services.scorer.core.snapshot import Snapshot, of_state
 from services.scorer.core.state import CustomerState, Windows
 from services.scorer.rescoring import Place, TierLookup, standing_of
@@ -46,29 +47,33 @@ def loaded(
 def due_day(
     state: CustomerState,
     today: int,
-    windows: Windows,
+    scoring: Scoring,
     standard: Standard,
+    *,
+    standing: Standing | None,
     snap: Snapshot | None = None,
 ) -> int:
     """The first day the customer's tier may change with no new event."""
     if snap is None:
-        snap = of_state(state, today, windows)
-    return due_from(
-        snap,
-        max(today, state.anchor),
-        ruleset=standard.ruleset,
-        thresholds=standard.thresholds,
-    )
+        snap = of_state(state, today, scoring.windows)
+    today = max(today, state.anchor)
+    ruleset = standard.ruleset
+    due = due_from(snap, today, ruleset=ruleset, thresholds=standard.thresholds)
+    if ruleset.plan.features or ruleset.min_days_in_tier:
+        due = due_beyond(due, state, today, ruleset=ruleset, standing=standing, zone=scoring.zone)
+    return due
 
 
 def to_store(
-    customer_id: str, entry: Entry, windows: Windows, standard: Standard
+    customer_id: str, entry: Entry, scoring: Scoring, standard: Standard
 ) -> StoredCustomer:
     encoded = entry.encoded or codec.encode(entry.state)
     entry.encoded = encoded
-    snap = of_state(entry.state, entry.day, windows)
+    snap = of_state(entry.state, entry.day, scoring.windows)
     if entry.due is None:
-        entry.due = due_day(entry.state, entry.day, windows, standard, snap)
+        entry.due = due_day(
+            entry.state, entry.day, scoring, standard, standing=entry.standing, snap=snap
+        )
     standing = entry.standing
     return StoredCustomer(
         customer_id,

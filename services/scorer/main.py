@@ -94,7 +94,7 @@ class Scorer:
             self.topic,
             settings.ruleset_file.read_text(encoding="utf-8"),
             refresh=timedelta(seconds=settings.population_refresh_seconds),
-            main_window=settings.window_main_days,
+            windows=self.scoring.windows,
         )
         self.handler = ScorerHandler(
             topic=self.topic,

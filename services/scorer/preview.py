@@ -14,13 +14,15 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.db.unit_of_work import unit_of_work
-from services.scorer.core import rules
+from services.scorer.core import codec, rules
 from services.scorer.core.config import Scoring
+from services.scorer.core.declared import Tracking
 from services.scorer.core.facts import local_day
 from services.scorer.core.rules import Ruleset, Thresholds
-from services.scorer.core.scoring import Standing, judge
+from services.scorer.core.scoring import Standing, inputs, judge
+from services.scorer.core.state import Windows
 from services.scorer.rescoring import PAGE, snapshot_at
-from services.scorer.standards import Population
+from services.scorer.standards import Population, load_ruleset
 from services.scorer.store.control import ControlRepository, StoredRuleset
 from services.scorer.store.customers import ScorerRepository
 
@@ -58,13 +60,15 @@ async def preview(
     clock: str,
     now: Callable[[], datetime],
 ) -> Preview:
-    ruleset = rules.load(text, "the previewed ruleset")
+    ruleset = load_ruleset(text, "the previewed ruleset", scoring.windows)
     async with unit_of_work(make_session) as session:
         wall = now()
         thresholds = await _thresholds(session, ruleset, scoring, local_day(wall, scoring.zone))
         found = Preview(ruleset.version, thresholds)
-        parts = await ControlRepository(session, topic).partitions()
+        control = ControlRepository(session, topic)
+        parts = await control.partitions()
         repository = ScorerRepository(session)
+        tracking = await _tracking(control, ruleset)
         for partition, part in sorted(parts.items()):
             moment = (part.clock or wall) if clock == "event" else wall
             await _partition(
@@ -73,20 +77,35 @@ async def preview(
                 ruleset=ruleset,
                 thresholds=thresholds,
                 scoring=scoring,
+                tracking=tracking,
                 moment=moment,
                 found=found,
             )
     return found
 
 
+NEVER = 2**62  # an activation no track was started under
+
+
+async def _tracking(control: ControlRepository, ruleset: Ruleset) -> Tracking:
+    """The streams as the activation will leave them: those tracked now go on, the others
+    start with it (every customer's track of them counts from then on)."""
+    if not ruleset.plan.streams:
+        return Tracking()
+    tracked = await control.tracked_streams()
+    return Tracking(NEVER, {key: tracked.get(key, NEVER) for key in ruleset.plan.keys})
+
+
 async def activate(
-    make_session: async_sessionmaker[AsyncSession], text: str, source: str
+    make_session: async_sessionmaker[AsyncSession], text: str, source: str, windows: Windows
 ) -> StoredRuleset:
     """Validates and activates; every running scorer re-tiers its partitions within its
     maintenance interval and emits the changes."""
-    ruleset = rules.load(text, source)
+    ruleset = load_ruleset(text, source, windows)
     async with unit_of_work(make_session) as session:
-        return await ControlRepository(session, "").activate(ruleset.version, text)
+        return await ControlRepository(session, "").activate(
+            ruleset.version, text, ruleset.plan.keys
+        )
 
 
 async def _partition(
@@ -96,14 +115,22 @@ async def _partition(
     ruleset: Ruleset,
     thresholds: Thresholds,
     scoring: Scoring,
+    tracking: Tracking,
     moment: datetime,
     found: Preview,
 ) -> None:
     day = local_day(moment, scoring.zone)
     after = ""
-    while page := await repository.page(partition, day, after, PAGE):
+    lazy = not ruleset.needs_state
+    while page := await repository.page(partition, day, after, PAGE, lazy=lazy):
         for stored in page:
             snap = snapshot_at(stored, day, scoring.windows)
+            today = max(day, snap.day)
+            if lazy:
+                features = snap.features(today)
+            else:
+                state = codec.decode(stored.state or b"", scoring.windows)
+                features = inputs(state, today, scoring.windows, ruleset, tracking)
             standing = None
             if stored.tier is not None and stored.tier_since is not None:
                 standing = Standing(
@@ -111,13 +138,14 @@ async def _partition(
                 )
             new, change = judge(
                 stored.customer_id,
-                snap.features(max(day, snap.day)),
+                features,
                 standing,
                 cause="ruleset_activated",
                 detail=ruleset.version,
                 ruleset=ruleset,
                 thresholds=thresholds,
                 now=moment,
+                zone=scoring.zone,
             )
             found.customers += 1
             found.tiers[new.tier.id] += 1

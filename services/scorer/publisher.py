@@ -1,7 +1,7 @@
 """What the scorer puts in the outbox: tier changes, latest tiers and dead letters, as
 CloudEvents Kafka binary-mode records (SPEC §5), keyed by customer id."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -11,7 +11,13 @@ from schemas.v1 import tiers as contract
 from schemas.v1.binding import CONTENT_TYPE
 from services.effectively_once.record import Record
 from services.scorer.core.rules import Tier
-from services.scorer.core.scoring import Change, EventCause, day_start, direction
+from services.scorer.core.scoring import (
+    Change,
+    EventCause,
+    day_start,
+    declared_value,
+    direction,
+)
 
 SOURCE = "tierstream/scorer"
 _SOURCE = SOURCE.encode()
@@ -67,6 +73,7 @@ def change_json(change: Change, zone: ZoneInfo) -> bytes:
             "monetary_90d": _money(found.monetary_90d),
             "interactions_30d": found.interactions_30d,
             "tenure_days": found.tenure_days,
+            "declared": _declared(change) if found.declared else {},
         },
         "levels": {
             "recency": change.levels.recency,
@@ -85,8 +92,39 @@ def change_json(change: Change, zone: ZoneInfo) -> bytes:
         "cause": {"kind": "event", "event_id": cause.id, "event_source": cause.source}
         if isinstance(cause, EventCause)
         else {"kind": "clock", "reason": cause},
+        "scores": {
+            s.name: {
+                "value": str(s.value),
+                "components": {
+                    p.name: {
+                        "feature": p.feature,
+                        "value": None if p.value is None else str(p.value),
+                        "points": str(p.points),
+                        "weight": str(p.weight),
+                        "contribution": str(p.contribution),
+                    }
+                    for p in s.parts
+                },
+            }
+            for s in change.scores
+        },
     }
     return orjson.dumps(payload, option=orjson.OPT_UTC_Z)
+
+
+def _declared(change: Change) -> dict[str, object]:
+    found, aggregates = change.features, change.aggregates
+    result: dict[str, object] = {}
+    for name, raw in found.declared.items():
+        aggregate = aggregates[name]
+        value = declared_value(raw, aggregate)
+        since = found.partial.get(name)
+        result[name] = {
+            "aggregate": aggregate,
+            "value": str(value) if isinstance(value, Decimal) else value,
+            "counts_since": None if since is None else date.fromordinal(since).isoformat(),
+        }
+    return result
 
 
 def _tier(tier: Tier) -> dict[str, object]:

@@ -8,7 +8,7 @@ day boundary and its sweep, or a new ruleset and its re-tier).
 """
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,13 +20,22 @@ from schemas.v1 import tiers as contract
 from services.db.unit_of_work import unit_of_work
 from services.effectively_once.offsets import OffsetStore
 from services.effectively_once.outbox import Outbox
-from services.scorer.answers import CustomerAnswer, PartitionStatus, Status, Why
+from services.scorer.answers import CustomerAnswer, Held, PartitionStatus, Status, Why
 from services.scorer.core import codec
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
-from services.scorer.core.rules import evaluate
-from services.scorer.core.scoring import NoTier, tier_contract, to_features
-from services.scorer.core.state import OutsideHistory, features
+from services.scorer.core.rules import evaluate, scored
+from services.scorer.core.scoring import (
+    Hold,
+    NoTier,
+    Standing,
+    held,
+    inputs,
+    tier_contract,
+    to_features,
+    to_scores,
+)
+from services.scorer.core.state import OutsideHistory
 from services.scorer.standards import Standards
 from services.scorer.store.control import ControlRepository
 from services.scorer.store.customers import ScorerRepository
@@ -88,15 +97,25 @@ class Queries:
         state = codec.decode(stored.state, self._scoring.windows)
         zone = self._scoring.zone
         day = local_day(as_of, zone) if as_of else max(local_day(clock, zone), state.anchor)
+        standard = self._standards.standard
+        ruleset = standard.ruleset
         try:
-            found = features(state, day, self._scoring.windows)
+            found = inputs(state, day, self._scoring.windows, ruleset, standard.tracking)
         except OutsideHistory as error:
             raise AsOfOutOfRange(str(error)) from error
-        standard = self._standards.standard
-        match = evaluate(standard.ruleset, found, standard.thresholds)
+        match = evaluate(ruleset, found, standard.thresholds)
         if match is None:
             raise NoTier(f"no tier matched customer {customer_id} under {standard.key}")
-        tier = self._standards.tier(stored.ruleset_version or standard.ruleset.version, stored.tier)
+        tier = self._standards.tier(stored.ruleset_version or ruleset.version, stored.tier)
+        hold = held(
+            ruleset,
+            found,
+            thresholds=standard.thresholds,
+            standing=Standing(tier, stored.tier_since, stored.ruleset_version or ""),
+            candidate=match.tier,
+            zone=zone,
+        )
+        profile = state.profile
         t = standard.thresholds
         return CustomerAnswer(
             customer_id=customer_id,
@@ -106,7 +125,7 @@ class Queries:
             why=Why(
                 ruleset_version=standard.ruleset.version,
                 matched_rule=match.tier.id,
-                features=to_features(found, zone),
+                features=to_features(found, zone, ruleset.plan.aggregates),
                 levels=contract.Levels(
                     recency=match.levels.recency,
                     frequency=match.levels.frequency,
@@ -119,6 +138,10 @@ class Queries:
                     frequency=Decimal(t.frequency),
                     monetary=Decimal(t.monetary) / 100,
                 ),
+                scores=to_scores(scored(ruleset, found)),
+                held=None if hold is None else _held(hold),
+                team=None if profile is None else profile.team,
+                attributes={} if profile is None else dict(profile.attributes),
             ),
         )
 
@@ -167,3 +190,9 @@ class Queries:
             last_event_time=max(times, default=None),
             outbox_pending=pending,
         )
+
+
+def _held(hold: Hold) -> Held:
+    until = None if hold.until is None else date.fromordinal(hold.until)
+    note = "held by stay_while" if until is None else f"held until {until.isoformat()}"
+    return Held(by=hold.by, candidate=hold.candidate.id, until=until, note=note)

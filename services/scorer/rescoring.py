@@ -12,10 +12,20 @@ from collections.abc import Awaitable, Callable, Container
 from datetime import datetime
 
 from services.scorer.core import codec
+from services.scorer.core.config import Scoring
 from services.scorer.core.rules import Tier, evaluate
-from services.scorer.core.scoring import Change, ClockReason, Standard, Standing, due_from, judge
+from services.scorer.core.scoring import (
+    Change,
+    ClockReason,
+    Standard,
+    Standing,
+    due_beyond,
+    due_from,
+    inputs,
+    judge,
+)
 from services.scorer.core.snapshot import Snapshot
-from services.scorer.core.state import Windows
+from services.scorer.core.state import CustomerState, Features, Windows
 from services.scorer.store.customers import Rescheduled, Rescored, ScorerRepository, StoredCustomer
 
 TierLookup = Callable[[str, str], Tier]  # (ruleset version, tier id) -> the tier
@@ -59,7 +69,7 @@ class Rescorer:
         self,
         repository: ScorerRepository,
         *,
-        windows: Windows,
+        scoring: Scoring,
         standard: Standard,
         tiers: TierLookup,
         newer: Container[str],
@@ -67,7 +77,8 @@ class Rescorer:
         counts: Counts,
     ) -> None:
         self._repository = repository
-        self._windows = windows
+        self._scoring = scoring
+        self._windows = scoring.windows
         self._standard = standard
         self._tiers = tiers
         self._newer = newer
@@ -146,9 +157,18 @@ class Rescorer:
     ) -> Rescored | Rescheduled | None:
         snap = snapshot_at(stored, day, self._windows)
         today = max(day, snap.day)
-        found = snap.features(today)
         ruleset, thresholds = self._standard.ruleset, self._standard.thresholds
         due = due_from(snap, today, ruleset=ruleset, thresholds=thresholds)
+        state: CustomerState | None = None
+        if ruleset.needs_state:  # declared features and the profile are in the state alone
+            if stored.state is None:
+                raise ValueError(f"customer {stored.customer_id} came without its state")
+            state = codec.decode(stored.state, self._windows)
+            found = inputs(state, today, self._windows, ruleset, self._standard.tracking)
+        else:
+            found = snap.features(today)
+        if ruleset.stability or ruleset.plan.features:
+            return self._judged(stored, found, snap, state, day, now, cause, detail, due)
         match = evaluate(ruleset, found, thresholds)
         if match is not None and match.tier.id == stored.tier:
             if cause != "time_passed" and due >= stored.due_day and stored.state is None:
@@ -163,7 +183,57 @@ class Rescorer:
             ruleset=ruleset,
             thresholds=thresholds,
             now=now,
+            zone=self._scoring.zone,
         )
+        if change is not None:
+            self._changes.append(change)
+        recount(self._counts, (stored.partition, stored.tier), (stored.partition, standing.tier.id))
+        return Rescored(
+            stored.customer_id,
+            standing.tier.id,
+            standing.since,
+            standing.ruleset_version,
+            stored.change_id if change is None else change.change_id,
+            due,
+            snap,
+        )
+
+    def _judged(  # noqa: PLR0917 - one customer's whole rescoring, as `_one`'s
+        self,
+        stored: StoredCustomer,
+        found: Features,
+        snap: Snapshot,
+        state: CustomerState | None,
+        day: int,
+        now: datetime,
+        cause: ClockReason,
+        detail: str,
+        due: int,
+    ) -> Rescored | Rescheduled | None:
+        """`_one` for a ruleset with stability or declared features: the tier depends on the
+        standing (held or not), and the due day on the state's declared windows and the
+        dwell; the customer is judged as an event would judge them."""
+        standard = self._standard
+        zone = self._scoring.zone
+        was = standing_of(stored, standard, self._tiers)
+        standing, change = judge(
+            stored.customer_id,
+            found,
+            was,
+            cause=cause,
+            detail=detail,
+            ruleset=standard.ruleset,
+            thresholds=standard.thresholds,
+            now=now,
+            zone=zone,
+        )
+        due = due_beyond(
+            due, state, found.day, ruleset=standard.ruleset, standing=standing, zone=zone
+        )
+        if change is None and standing.tier.id == stored.tier:
+            if cause != "time_passed" and due >= stored.due_day and stored.state is None:
+                return None
+            return Rescheduled(stored.customer_id, due, snap)
         if change is not None:
             self._changes.append(change)
         recount(self._counts, (stored.partition, stored.tier), (stored.partition, standing.tier.id))

@@ -15,8 +15,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scorer.core import rules
+from services.scorer.core.declared import Tracking
 from services.scorer.core.rules import Ruleset, Thresholds, Tier
 from services.scorer.core.scoring import Standard
+from services.scorer.core.state import Windows
 from services.scorer.store.control import ControlRepository, StoredThresholds
 from services.scorer.store.customers import ScorerRepository
 
@@ -45,11 +47,12 @@ class Population:
 
 
 class Standards:
-    def __init__(self, topic: str, configured: str, *, refresh: timedelta, main_window: int):
+    def __init__(self, topic: str, configured: str, *, refresh: timedelta, windows: Windows):
         self._topic = topic
         self._configured = configured
         self._refresh = refresh
-        self._main_window = main_window
+        self._windows = windows
+        self._main_window = windows.main
         self._known: dict[str, Ruleset] = {}
         self._standard: Standard | None = None
 
@@ -72,20 +75,28 @@ class Standards:
         control = ControlRepository(session, self._topic)
         active = await control.active_ruleset()
         if active is None:
-            configured = rules.load(self._configured, "the configured ruleset")
-            active = await control.activate(configured.version, self._configured)
+            configured = load_ruleset(self._configured, "the configured ruleset", self._windows)
+            active = await control.activate(
+                configured.version, self._configured, configured.plan.keys
+            )
             log.info("ruleset_activated", version=active.version, by="configuration")
         ruleset = self._known.get(active.version)
         if ruleset is None:
-            ruleset = self._known[active.version] = rules.load(active.body, active.version)
+            ruleset = self._known[active.version] = self._load(active.body, active.version)
         for old in await control.rulesets_missing(list(self._known)):
-            self._known[old.version] = rules.load(old.body, old.version)
+            self._known[old.version] = self._load(old.body, old.version)
         thresholds, generation = ruleset.thresholds, 0
         if ruleset.mode == "population":
             thresholds, generation = await self._population(session, control, ruleset, today, now)
         assert active.activation is not None  # noqa: S101 - the active one was activated
-        self._standard = Standard(ruleset, thresholds, active.activation, generation)
+        tracking = Tracking(active.activation)
+        if ruleset.plan.streams:
+            tracking = Tracking(active.activation, await control.tracked_streams())
+        self._standard = Standard(ruleset, thresholds, active.activation, generation, tracking)
         return self._standard
+
+    def _load(self, text: str, source: str) -> Ruleset:
+        return load_ruleset(text, source, self._windows)
 
     async def _population(
         self,
@@ -109,3 +120,10 @@ class Standards:
         if stored is None:
             return ruleset.thresholds, 0
         return Thresholds(stored.recency_days, stored.frequency, stored.monetary), stored.generation
+
+
+def load_ruleset(text: str, source: str, windows: Windows) -> Ruleset:
+    """A ruleset as this deployment's windows allow it: declared windows up to the longest
+    built-in one, and "the whole history" as long as the state keeps days."""
+    longest = max(windows.main, windows.short, windows.interactions)
+    return rules.load(text, source, max_window=longest, retained=windows.retained)

@@ -17,6 +17,7 @@ from services.scorer.core.scoring import (
     ClockReason,
     EventCause,
     Standard,
+    Standing,
     rescore,
     score_event,
 )
@@ -95,6 +96,8 @@ class Workset:
             windows=self._scoring.windows,
             clock_day=clock_day,
             now=now,
+            tracking=self._standard.tracking,
+            zone=self._scoring.zone,
         )
         day = max(clock_day, state.anchor)
         self._entries[customer_id] = Entry(
@@ -122,7 +125,7 @@ class Workset:
         self.sweep_loaded(partition, day, now)
 
         def due(after: str, limit: int) -> Awaitable[list[StoredCustomer]]:
-            return self._repository.due(partition, day, after, limit)
+            return self._repository.due(partition, day, after, limit, lazy=self._lazy)
 
         cursor, examined = await self._rescorer().pages(
             due, "", day=day, now=now, cause="time_passed", detail=str(day), budget=budget
@@ -168,7 +171,7 @@ class Workset:
         customers whose tier or due day moved are written."""
 
         def page(after: str, limit: int) -> Awaitable[list[StoredCustomer]]:
-            return self._repository.page(partition, day, after, limit)
+            return self._repository.page(partition, day, after, limit, lazy=self._lazy)
 
         cursor, examined = await self._rescorer().pages(
             page, after, day=day, now=now, cause=cause, detail=detail, budget=budget
@@ -179,8 +182,8 @@ class Workset:
     async def flush(self) -> None:
         """Saves the changed customers, their history and their outgoing records."""
         dirty = [(c, e) for c, e in self._entries.items() if e.dirty]
-        windows, standard = self._scoring.windows, self._standard
-        await self._repository.save([to_store(c, e, windows, standard) for c, e in dirty])
+        scoring, standard = self._scoring, self._standard
+        await self._repository.save([to_store(c, e, scoring, standard) for c, e in dirty])
         for _, entry in dirty:
             entry.dirty = False
             self._recount(entry)
@@ -221,9 +224,11 @@ class Workset:
             thresholds=self._standard.thresholds,
             windows=self._scoring.windows,
             now=now,
+            tracking=self._standard.tracking,
+            zone=self._scoring.zone,
         )
         today = max(day, entry.state.anchor)
-        due = self._due(entry.state, today)
+        due = self._due(entry.state, today, standing)
         entry.standing = standing
         if change is not None:
             entry.change_id = change.change_id
@@ -239,10 +244,16 @@ class Workset:
         recount(self._counts, entry.saved, now)
         entry.saved = now
 
+    @property
+    def _lazy(self) -> bool:
+        """Whether stored snapshots are enough to rescore customers (they are not for a
+        ruleset that reads declared features or the profile: those are in the state)."""
+        return not self._standard.ruleset.needs_state
+
     def _rescorer(self) -> Rescorer:
         return Rescorer(
             self._repository,
-            windows=self._scoring.windows,
+            scoring=self._scoring,
             standard=self._standard,
             tiers=self._tiers,
             newer=self._entries.keys(),
@@ -257,11 +268,11 @@ class Workset:
 
     def _due_of(self, entry: Entry) -> int:
         if entry.due is None:
-            entry.due = self._due(entry.state, entry.day)
+            entry.due = self._due(entry.state, entry.day, entry.standing)
         return entry.due
 
-    def _due(self, state: CustomerState, today: int) -> int:
-        return due_day(state, today, self._scoring.windows, self._standard)
+    def _due(self, state: CustomerState, today: int, standing: Standing | None) -> int:
+        return due_day(state, today, self._scoring, self._standard, standing=standing)
 
     def _entry(self, stored: StoredCustomer) -> Entry:
         return loaded(stored, self._scoring.windows, self._standard, self._tiers)

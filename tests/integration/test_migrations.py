@@ -31,7 +31,7 @@ async def _version(url: str) -> list[str]:
 def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert run_isolated(_version(database_url)) == []
     migrations.upgrade(database_url)
-    assert run_isolated(_version(database_url)) == ["0010"]
+    assert run_isolated(_version(database_url)) == ["0011"]
     migrations.upgrade(database_url)  # idempotent: make up runs it at every start
     migrations.downgrade(database_url)
     assert run_isolated(_version(database_url)) == []
@@ -85,7 +85,7 @@ async def _activations_numbered(url: str) -> tuple[dict[str, int | None], int, i
             """)
         )
     await engine.dispose()
-    await asyncio.to_thread(migrations.upgrade, url, "0010")
+    await asyncio.to_thread(migrations.upgrade, url, "head")
     engine = create_async_engine(url)
     async with engine.begin() as connection:
         rows = await connection.execute(text("SELECT version, activation FROM rulesets"))

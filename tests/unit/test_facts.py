@@ -45,4 +45,25 @@ def test_a_currency_without_a_rate_is_refused() -> None:
 
 def test_interactions_and_profiles_carry_no_money() -> None:
     assert fact(interaction()).kind == "interaction"
-    assert fact(customer()) == Fact(date(2026, 11, 1).toordinal(), "profile")
+    assert fact(interaction()).amount == fact(customer()).amount == 0
+    assert fact(customer()).kind == "profile"
+
+
+def test_facts_carry_what_declared_features_and_conditions_read() -> None:
+    """SPEC §10: `where` reads channel, action, actor and attributes; conditions read the
+    latest profile's team and attributes (the latest by event time, then source and id)."""
+    sale = fact(changed(transaction(), "data.attributes", {"line": "software", "seats": 12}))
+    assert sale.attributes == {"line": "software", "seats": 12}
+    talk = fact(changed(interaction(), "data.actor", "owner-7"))
+    assert (talk.channel, talk.actor) == (interaction()["data"]["channel"], "owner-7")
+    assert talk.action == interaction()["data"]["action"]
+    person = customer()
+    profile = fact(person).profile
+    assert profile is not None
+    assert profile.team == "east"
+    assert profile.attributes == {"industry": "manufacturing", "size": 1200, "key_account": True}
+    assert profile.order == (1793494800000000, "crm/main", person["id"])
+    later = fact(changed(person, "time", "2026-11-01T01:00:00.000001Z")).profile
+    assert later is not None
+    assert later.order > profile.order
+    assert fact(person) == Fact(date(2026, 11, 1).toordinal(), "profile", profile=profile)

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from schemas.v1.binding import attribute_headers
 from schemas.v1.tiers import CustomerTierV1, TierChangedV1
+from services.scorer.core import rules
 from services.scorer.core.state import Fact
 from services.scorer.publisher import SOURCE, change_json, change_records
+from services.scorer.settings import DEFAULT_RULESET
 from tests.contract_oracle import to_contract
 from tests.unit.test_rfm import START
 from tests.unit.test_scoring import facts, run
@@ -23,16 +25,40 @@ instants = st.datetimes(
 )
 
 
+# SPEC §10's example: declared features (money, counts, days, partial ones) and a score
+EXAMPLE = rules.load((DEFAULT_RULESET.parent / "abc-value.yaml").read_text(encoding="utf-8"))
+rulesets = st.sampled_from([rules.load(DEFAULT_RULESET.read_text()), EXAMPLE])
+declared_facts = st.one_of(
+    facts,
+    st.builds(
+        Fact,
+        st.integers(START - 400, START),
+        st.just("purchase"),
+        st.integers(1, 10_000_000),
+        attributes=st.sampled_from([{}, {"line": "software"}, {"line": "hardware"}]),
+    ),
+    st.builds(
+        Fact,
+        st.integers(START - 120, START),
+        st.just("interaction"),
+        st.just(0),
+        st.sampled_from(["meeting", "call"]),
+        st.just("visit"),
+    ),
+)
+
+
 @given(
-    history=st.lists(facts, min_size=1, max_size=20),
+    history=st.lists(declared_facts, min_size=1, max_size=20),
     clock=st.integers(0, 200),
     zone=zones,
     start=instants,
+    ruleset=rulesets,
 )
 def test_change_json_is_the_contract_serialization(
-    history: list[Fact], clock: int, zone: ZoneInfo, start: datetime
+    history: list[Fact], clock: int, zone: ZoneInfo, start: datetime, ruleset: rules.Ruleset
 ) -> None:
-    for _, change in run(history, clock_day=START + clock, now=start):
+    for _, change in run(history, clock_day=START + clock, now=start, ruleset=ruleset):
         if change is None:
             continue
         expected = to_contract(change, zone)

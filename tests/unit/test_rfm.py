@@ -117,4 +117,4 @@ def test_the_stored_form_round_trips(facts: list[Fact], clock: int) -> None:
 def test_an_unknown_stored_version_is_refused() -> None:
     state = apply(None, Fact(START, "purchase", 1), WINDOWS)
     with pytest.raises(codec.UnknownStateVersion):
-        codec.decode(b"\x02" + codec.encode(state)[1:], WINDOWS)
+        codec.decode(b"\x07" + codec.encode(state)[1:], WINDOWS)

@@ -122,11 +122,11 @@ def test_duplicate_ids_and_bad_fields_are_named() -> None:
     assert problems(text) == ["tier 't0': the id is used twice"]
     bad = ruleset(
         "true", thresholds="{mode: fixed, recency_days: -1, frequency: 2, monetary: '1.001'}"
-    ).replace("id: t0", "id: Top")
+    ).replace("id: t0", "id: 1top")
     assert problems(bad) == [
         "ruleset: thresholds.recency_days: Input should be greater than or equal to 0",
         "ruleset: thresholds.monetary: Decimal input should have no more than 2 decimal places",
-        "tier #1: id: String should match pattern '^[a-z][a-z0-9_]{0,63}$'",
+        "tier '1top': id: String should match pattern '^[A-Za-z][A-Za-z0-9_]{0,63}$'",
     ]
 
 

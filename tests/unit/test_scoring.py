@@ -33,7 +33,10 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def run(
-    facts: list[Fact], clock_day: int = START, now: datetime = NOW
+    facts: list[Fact],
+    clock_day: int = START,
+    now: datetime = NOW,
+    ruleset: rules.Ruleset = RULESET,
 ) -> list[tuple[Standing, Change | None]]:
     state: CustomerState | None = None
     standing: Standing | None = None
@@ -45,8 +48,8 @@ def run(
             standing,
             fact,
             EventCause("erp", f"e{i}"),
-            ruleset=RULESET,
-            thresholds=RULESET.thresholds,
+            ruleset=ruleset,
+            thresholds=ruleset.thresholds,
             windows=WINDOWS,
             clock_day=clock_day,
             now=now + timedelta(hours=i, microseconds=i * 7),

@@ -6,13 +6,13 @@ rate and rounded half-to-even to the cent, once, here.
 """
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
 from schemas.v1.binding import Event
 from schemas.v1.events import CustomerEvent, InteractionEvent, TransactionEvent
-from services.scorer.core.state import Fact
+from services.scorer.core.state import NO_ATTRIBUTES, Fact, Profile
 
 CENT = Decimal("0.01")
 
@@ -38,8 +38,18 @@ def fact_of(event: Event, zone: ZoneInfo, base: str, rates: Mapping[str, Decimal
     day = local_day(event.time, zone)
     if isinstance(event, TransactionEvent):
         data = event.data
-        return Fact(day, data.kind, minor_units(data.amount, data.currency, base, rates))
+        money = minor_units(data.amount, data.currency, base, rates)
+        return Fact(day, data.kind, money, attributes=data.attributes or NO_ATTRIBUTES)
     if isinstance(event, InteractionEvent):
-        return Fact(day, "interaction")
+        i = event.data
+        return Fact(
+            day, "interaction", 0, i.channel, i.action, i.actor, i.attributes or NO_ATTRIBUTES
+        )
     assert isinstance(event, CustomerEvent)  # noqa: S101 - the union has three members
-    return Fact(day, "profile")
+    order = ((event.time - _EPOCH) // _MICROSECOND, event.source, event.id)
+    profile = Profile(order, event.data.team, event.data.attributes or NO_ATTRIBUTES)
+    return Fact(day, "profile", profile=profile)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)

@@ -20,6 +20,7 @@ rounding is monotonic), so `monetary_90d >= 100000` means what it says.
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -27,8 +28,13 @@ import yaml
 from cel_expr_python import cel
 from pydantic import ValidationError
 
+from services.scorer.core import declared
+from services.scorer.core.cel_text import STRING, names, reals
+from services.scorer.core.cel_text import clean as _clean
+from services.scorer.core.declared import NO_PLAN, Plan
 from services.scorer.core.ruleset_format import RulesetSpec, TierSpec, describe
-from services.scorer.core.state import Features
+from services.scorer.core.scores import Score, Scored, compile_scores, score
+from services.scorer.core.state import NO_ATTRIBUTES, Features
 
 Level = Literal["high", "low"]
 SEGMENTS: Mapping[tuple[Level, Level, Level], str] = {
@@ -51,6 +57,14 @@ NUMBERS = (
     "tenure_days",
 )
 TEXTS = ("segment", "r", "f", "m")
+MONEY = frozenset({"monetary", "monetary_90d"})
+PROFILE = ("attributes", "team")
+RESERVED = frozenset(
+    {*NUMBERS, *TEXTS, *PROFILE, "scores", "points", "has", "true", "false", "null", "in"}
+    | {"as", "break", "const", "continue", "else", "for", "function", "if", "import", "let"}
+    | {"loop", "package", "namespace", "return", "var", "void", "while"}
+)
+__all__ = ["reals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,8 @@ class Tier:
     high_value: bool
     condition: str
     program: Any  # a compiled cel-cpp expression
+    stay_while: str | None = None
+    stay: Any = None  # the compiled `stay_while`; None: the condition holds the customer
 
 
 def placeholder(tier_id: str) -> Tier:
@@ -98,20 +114,40 @@ class Ruleset:
     # alone, so `evaluate` memoizes on their values (CEL has no side effects or clock).
     references: frozenset[str] = frozenset((*NUMBERS, *TEXTS))
     memo: dict[tuple[object, ...], int] = field(default_factory=dict, compare=False, repr=False)
+    # SPEC §10: declared features, scores and stability (none: the ruleset means what a
+    # ruleset without them always meant)
+    plan: Plan = NO_PLAN
+    scores: tuple[Score, ...] = ()
+    stability: bool = False  # a `stability` key or a `stay_while`: stability rules apply
+    min_days_in_tier: int = 0
     # derived once, at construction: the memo key's parts and the tiers by id
     feature_key: Callable[[Features], object] = field(init=False, compare=False, repr=False)
     level_key: Callable[[Levels], object] = field(init=False, compare=False, repr=False)
     tier_index: Mapping[str, Tier] = field(init=False, compare=False, repr=False)
+    extended: bool = field(init=False, compare=False, repr=False)
+    daily: bool = field(init=False, compare=False, repr=False)  # may change any day by time
 
     def __post_init__(self) -> None:
-        numbers = sorted(self.references & set(NUMBERS))
+        inputs = self.references | {c.feature for s in self.scores for c in s.components}
+        numbers = sorted(inputs & set(NUMBERS))
         texts = sorted(_LEVEL_FIELDS[name] for name in self.references & set(TEXTS))
         object.__setattr__(self, "feature_key", attrgetter(*numbers) if numbers else _nothing)
         object.__setattr__(self, "level_key", attrgetter(*texts) if texts else _nothing)
         object.__setattr__(self, "tier_index", {tier.id: tier for tier in self.tiers})
+        extended = bool(self.plan.features or self.scores or self.references & set(PROFILE))
+        object.__setattr__(self, "extended", extended)
+        days_since = {f.name for f in self.plan.features if f.aggregate == "days_since"}
+        daily = inputs & {"recency_days", "tenure_days", *days_since}
+        object.__setattr__(self, "daily", bool(daily))
 
     def tier(self, tier_id: str) -> Tier | None:
         return self.tier_index.get(tier_id)
+
+    @property
+    def needs_state(self) -> bool:
+        """Whether evaluating a customer needs their state, not only a snapshot of the
+        built-in features: declared features and the profile are in the state alone."""
+        return bool(self.plan.features) or bool(self.references & set(PROFILE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +192,17 @@ _NONE = -1
 def evaluate(ruleset: Ruleset, features: Features, thresholds: Thresholds) -> Match | None:
     """The first tier whose condition holds, or None when none does."""
     found = levels(features, thresholds)
-    key = (ruleset.feature_key(features), ruleset.level_key(found))
+    if ruleset.extended:
+        key: tuple[object, ...] = (
+            ruleset.feature_key(features),
+            ruleset.level_key(found),
+            _extra_key(ruleset, features),
+        )
+    else:
+        key = (ruleset.feature_key(features), ruleset.level_key(found))
     index = ruleset.memo.get(key)
     if index is None:
-        data = activation(features, found)
+        data = activation(features, found, ruleset)
         index = next((i for i, tier in enumerate(ruleset.tiers) if _holds(tier, data)), _NONE)
         if len(ruleset.memo) >= MEMO_SIZE:
             ruleset.memo.clear()
@@ -167,42 +210,73 @@ def evaluate(ruleset: Ruleset, features: Features, thresholds: Thresholds) -> Ma
     return None if index == _NONE else Match(ruleset.tiers[index], found)
 
 
-_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# a numeric literal, whole: hex (0x1F), real (1.5, .5, 1e-3, 2.5E+4), integer, unsigned (1u)
-_NUMBER = re.compile(
-    r"(?<![\w.])(?:0[xX][0-9a-fA-F]+[uU]?|\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?"
-    r"|\d+[eE][+-]?\d+|\d+[uU]?)(?![\w.])"
-)
+def _extra_key(ruleset: Ruleset, features: Features) -> object:
+    """What an extended ruleset's tier depends on beyond the built-in features: the declared
+    features, and the profile when a condition reads it."""
+    profile = features.profile
+    reads = ruleset.references
+    return (
+        tuple(features.declared.values()),
+        profile.team if profile is not None and "team" in reads else None,
+        tuple(sorted((k, type(v).__name__, v) for k, v in profile.attributes.items()))
+        if profile is not None and "attributes" in reads
+        else None,
+    )
 
 
-def _real(number: re.Match[str]) -> str:
-    literal = number.group()
-    return literal + ".0" if literal.isdigit() else literal
-
-
-def reals(condition: str) -> str:
-    """The condition with its decimal integer literals written as reals (`3` -> `3.0`),
-    outside string literals; every other literal as it is."""
-    parts, end = [], 0
-    for literal in _STRING.finditer(condition):
-        parts.append(_NUMBER.sub(_real, condition[end : literal.start()]))
-        parts.append(literal.group())
-        end = literal.end()
-    parts.append(_NUMBER.sub(_real, condition[end:]))
-    return "".join(parts)
-
-
-def references(conditions: list[str]) -> frozenset[str]:
+def references(
+    conditions: list[str], declared_names: frozenset[str] = frozenset()
+) -> frozenset[str]:
     """The variables a condition may read: every name outside string literals (a name
     inside an odd literal only makes the set larger, which is safe)."""
-    names: set[str] = set()
+    found: set[str] = set()
     for condition in conditions:
-        names.update(_NAME.findall(_STRING.sub(" ", condition)))
-    return frozenset(names & {*NUMBERS, *TEXTS})
+        found |= names(condition)
+    return frozenset(found & {*NUMBERS, *TEXTS, *PROFILE, "scores", "points", *declared_names})
 
 
-def activation(features: Features, found: Levels) -> dict[str, object]:
+def scored(ruleset: Ruleset, features: Features) -> tuple[Scored, ...]:
+    """Every score of the ruleset for these features, with each component's part."""
+    if not ruleset.scores:
+        return ()
+    inputs = {c.feature for s in ruleset.scores for c in s.components}
+    money = ruleset.plan.money
+    found = {name: _value(features, name, money) for name in inputs}
+    return tuple(score(definition, found) for definition in ruleset.scores)
+
+
+def _value(features: Features, name: str, money: frozenset[str]) -> Decimal | None:
+    if name in features.declared or name in money:
+        raw = features.declared.get(name)
+        if raw is None:
+            return None
+        return Decimal(raw) / 100 if name in money else Decimal(raw)
+    raw_builtin = getattr(features, name)
+    if raw_builtin is None:
+        return None
+    return Decimal(raw_builtin) / 100 if name in MONEY else Decimal(raw_builtin)
+
+
+def activation(
+    features: Features, found: Levels, ruleset: Ruleset | None = None
+) -> dict[str, object]:
+    """The variables a condition reads: numbers as reals, money in the base currency."""
+    data = _builtin(features, found)
+    if ruleset is not None and ruleset.extended:
+        money = ruleset.plan.money
+        for name, raw in features.declared.items():
+            data[name] = None if raw is None else (raw / 100 if name in money else float(raw))
+        profile = features.profile
+        attributes = NO_ATTRIBUTES if profile is None else profile.attributes
+        data["attributes"] = declared.cel_attributes(attributes)
+        data["team"] = None if profile is None else profile.team
+        results = scored(ruleset, features)
+        data["scores"] = {s.name: float(s.value) for s in results}
+        data["points"] = {s.name: {p.name: float(p.points) for p in s.parts} for s in results}
+    return data
+
+
+def _builtin(features: Features, found: Levels) -> dict[str, object]:
     recency = features.recency_days
     return {
         "recency_days": None if recency is None else float(recency),
@@ -219,9 +293,10 @@ def activation(features: Features, found: Levels) -> dict[str, object]:
     }
 
 
-def _holds(tier: Tier, data: Mapping[str, object]) -> bool:
+def _holds(tier: Tier, data: Mapping[str, object], *, stay: bool = False) -> bool:
+    program, what = (tier.stay, "stay_while") if stay else (tier.program, "condition")
     try:
-        value = tier.program.eval(data=data)
+        value = program.eval(data=data)
     except Exception as error:  # cel-cpp raises its own status errors for bad input
         raise ConditionFailed(f"tier {tier.id!r}: {_clean(str(error))}") from error
     result = value.value()
@@ -229,27 +304,57 @@ def _holds(tier: Tier, data: Mapping[str, object]) -> bool:
         message = _clean(str(result))
         if "null_type" in message:
             message += (
-                " (recency_days is null for a customer who never purchased: guard it, "
+                " (recency_days is null for a customer who never purchased, and avg, min, "
+                "max and days_since features with no matching event: guard it, "
                 "e.g. recency_days != null && recency_days <= 30)"
             )
-        raise ConditionFailed(f"tier {tier.id!r}: {message}")
+        if "Key not found" in message or "no such key" in message.lower():
+            message += (
+                " (a customer's attributes hold only what their latest profile says: guard "
+                'the read, e.g. has(attributes.industry) && attributes.industry == "finance")'
+            )
+        raise ConditionFailed(f"tier {tier.id!r}: {what}: {message}")
     if not isinstance(result, bool):
-        raise ConditionFailed(f"tier {tier.id!r}: condition gave {result!r}, not a bool")
+        raise ConditionFailed(f"tier {tier.id!r}: {what} gave {result!r}, not a bool")
     return result
 
 
-def load(text: str, source: str = "ruleset") -> Ruleset:
-    """Parses, compiles and probes a ruleset; RulesetError names every tier and problem."""
+def stays(ruleset: Ruleset, tier: Tier, features: Features, thresholds: Thresholds) -> bool:
+    """Whether a customer in `tier` is held there (SPEC §10): its `stay_while`, or its
+    condition when it has none."""
+    data = activation(features, levels(features, thresholds), ruleset)
+    return _holds(tier, data, stay=tier.stay is not None)
+
+
+def load(
+    text: str, source: str = "ruleset", *, max_window: int = 365, retained: int = 730
+) -> Ruleset:
+    """Parses, compiles and probes a ruleset; RulesetError names every tier, feature and
+    score, and the problem. `max_window` is the longest window a declared feature may have
+    (the longest built-in one: within it `as_of` stays exact), `retained` the span a state
+    keeps (a feature without a window counts all of it)."""
     try:
-        spec = RulesetSpec.model_validate(yaml.safe_load(text))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise RulesetError(source, [f"not YAML: {error}"]) from error
+    try:
+        spec = RulesetSpec.model_validate(raw)
     except ValidationError as error:
         raise RulesetError(
-            source, [describe(spec_error) for spec_error in error.errors(include_url=False)]
+            source, [describe(spec_error, raw) for spec_error in error.errors(include_url=False)]
         ) from error
-    environment = _environment()
-    problems: list[str] = []
+    problems = [
+        f"feature {name!r}: the name shadows a built-in name"
+        for name in spec.features
+        if name in RESERVED
+    ]
+    plan, plan_problems = declared.compile_plan(
+        spec.features, max_window=max_window, retained=retained
+    )
+    problems += plan_problems
+    scores, score_problems = compile_scores(spec.scores, frozenset(NUMBERS) | plan.names)
+    problems += score_problems
+    environment = _environment(plan.names)
     tiers = []
     for tier in spec.tiers:
         try:
@@ -257,15 +362,23 @@ def load(text: str, source: str = "ruleset") -> Ruleset:
         except ValueError as error:
             problems.append(str(error))
     problems += _duplicates(spec)
+    for tier_spec in spec.tiers:
+        problems += _unguarded(tier_spec)
     thresholds = Thresholds(
         spec.thresholds.recency_days, spec.thresholds.frequency, int(spec.thresholds.monetary * 100)
     )
+    conditions = [t.condition or "true" for t in spec.tiers]
+    conditions += [t.stay_while for t in spec.tiers if t.stay_while]
     ruleset = Ruleset(
         spec.version,
         spec.thresholds.mode,
         thresholds,
         tuple(tiers),
-        references([tier.condition for tier in spec.tiers]),
+        references(conditions, plan.names),
+        plan=plan,
+        scores=scores,
+        stability=spec.stability is not None or any(t.stay_while for t in spec.tiers),
+        min_days_in_tier=0 if spec.stability is None else spec.stability.min_days_in_tier,
     )
     if not problems:
         problems += _probe(ruleset)
@@ -274,25 +387,48 @@ def load(text: str, source: str = "ruleset") -> Ruleset:
     return ruleset
 
 
-def _environment() -> Any:
+def _environment(declared_names: frozenset[str] = frozenset()) -> Any:
     variables = dict.fromkeys(NUMBERS, cel.Type.DYN)
     variables |= dict.fromkeys(TEXTS, cel.Type.STRING)
+    variables |= dict.fromkeys((*PROFILE, "scores", "points", *declared_names), cel.Type.DYN)
     return cel.NewEnv(variables=variables)
 
 
-def _compile(environment: Any, tier: TierSpec) -> Tier:
+def _program(environment: Any, tier_id: str, what: str, text: str) -> Any:
     try:
-        program = environment.compile(reals(tier.condition))
+        program = environment.compile(reals(text))
     except Exception as error:  # cel-cpp's status errors carry the position
         raise ValueError(
-            f"tier {tier.id!r}: condition does not compile: {_clean(str(error))}"
+            f"tier {tier_id!r}: {what} does not compile: {_clean(str(error))}"
         ) from error
     kind = program.return_type()
     if kind not in (cel.Type.BOOL, cel.Type.DYN):
         name = "number" if kind in (cel.Type.DOUBLE, cel.Type.INT) else kind.name().lower()
-        raise ValueError(f"tier {tier.id!r}: condition is of type {name}, not bool")
+        raise ValueError(f"tier {tier_id!r}: {what} is of type {name}, not bool")
+    return program
+
+
+def _compile(environment: Any, tier: TierSpec) -> Tier:
+    if tier.stay_while is not None and tier.condition is None:
+        raise ValueError(
+            f"tier {tier.id!r}: stay_while on a tier without a condition (a catch-all tier "
+            "holds every customer already)"
+        )
+    condition = tier.condition or "true"  # no condition: the tier takes every customer
+    program = _program(environment, tier.id, "condition", condition)
+    stay = None
+    if tier.stay_while is not None:
+        stay = _program(environment, tier.id, "stay_while", tier.stay_while)
     return Tier(
-        tier.id, tier.labels.zh, tier.labels.en, tier.rank, tier.high_value, tier.condition, program
+        tier.id,
+        tier.labels.zh,
+        tier.labels.en,
+        tier.rank,
+        tier.high_value,
+        condition,
+        program,
+        tier.stay_while,
+        stay,
     )
 
 
@@ -307,27 +443,67 @@ def _duplicates(spec: RulesetSpec) -> list[str]:
 
 
 def _probe(ruleset: Ruleset) -> list[str]:
-    """Every condition against customers at the edges; every customer must get a tier."""
-    problems: list[str] = []
-    for name, features in _probes(ruleset.thresholds).items():
+    """Every condition (and `stay_while`) against customers at the edges: never purchased,
+    every RFM segment, and for a ruleset with declared features or profile reads, no
+    matching events (avg/min/max/days_since null), every declared feature very high, and no
+    attributes or team. Every customer must get a tier. A problem is named once, for the
+    first customer it shows with."""
+    problems: dict[str, str] = {}
+    for name, features in _probes(ruleset).items():
         found = levels(features, ruleset.thresholds)
-        data = activation(features, found)
+        data = activation(features, found, ruleset)
         matched = False
         for tier in ruleset.tiers:
             try:
                 matched = _holds(tier, data) or matched
+                if tier.stay is not None:
+                    _holds(tier, data, stay=True)
             except ConditionFailed as error:
-                problems.append(f"{error} (for {name})")
+                problems.setdefault(str(error), f"{error} (for {name})")
         if not matched:
-            problems.append(
-                f'no tier matches {name}: end with a catch-all tier (condition: "true")'
+            problems.setdefault(
+                f"no tier: {name}",
+                f'no tier matches {name}: end with a catch-all tier (condition: "true")',
             )
-    return sorted(set(problems))
+    return sorted(problems.values())
 
 
-def _probes(thresholds: Thresholds) -> dict[str, Features]:
-    never = Features(0, None, 0, 0, 0, 0, 0, 0)
-    probes = {"a customer who never purchased": never}
+_ATTRIBUTE = re.compile(r"\battributes\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _unguarded(spec: TierSpec) -> list[str]:
+    """Attribute reads without `has()` (SPEC §10): a customer's attributes hold only what
+    their latest profile says, so `attributes.x` errors for a customer without `x`. The
+    probes find most such reads; this finds those another part of the condition hides from
+    them (`score >= 50 && attributes.region != "west"`)."""
+    problems = []
+    for what, text in (("condition", spec.condition), ("stay_while", spec.stay_while)):
+        if not text:
+            continue
+        bare = STRING.sub(" ", text)
+        problems.extend(
+            f"tier {spec.id!r}: {what} reads attributes.{key} without "
+            f"has(attributes.{key}): a customer whose latest profile lacks it has none; "
+            f'guard the read, e.g. has(attributes.{key}) && attributes.{key} == "..."'
+            for key in dict.fromkeys(_ATTRIBUTE.findall(bare))
+            if f"has(attributes.{key})" not in bare.replace(" ", "")
+        )
+    return problems
+
+
+def _probes(ruleset: Ruleset) -> dict[str, Features]:
+    thresholds = ruleset.thresholds
+    empty = {
+        f.name: (None if f.aggregate in _NULL_WHEN_EMPTY else 0) for f in ruleset.plan.features
+    }
+    some = {f.name: 1 for f in ruleset.plan.features}
+    never = Features(0, None, 0, 0, 0, 0, 0, 0, empty)
+    probes = {"a customer who never purchased": never}  # nor has attributes, team, events
+    if ruleset.plan.features:
+        high = dict.fromkeys(empty, 10**11)
+        probes["a customer with every declared feature high"] = Features(
+            0, 0, 10**6, 10**11, 10**6, 10**11, 10**6, 10**4, high
+        )
     for (r, f, m), segment in SEGMENTS.items():
         probes[f"a customer in segment {segment}"] = Features(
             day=0,
@@ -338,17 +514,9 @@ def _probes(thresholds: Thresholds) -> dict[str, Features]:
             monetary_90d=0,
             interactions_30d=0,
             tenure_days=400,
+            declared=some,
         )
     return probes
 
 
-def _clean(message: str) -> str:
-    for noise in (
-        "INVALID_ARGUMENT: ",
-        "ERROR: ",
-        "UNKNOWN: ",
-        " (in container '')",
-        " [INVALID_ARGUMENT]",
-    ):
-        message = message.replace(noise, "")
-    return message.strip()
+_NULL_WHEN_EMPTY = frozenset({"avg", "min", "max", "days_since"})

@@ -12,12 +12,37 @@ the anchor, and moving the anchor costs O(active days retained), once per day; t
 never grows with the length of the history.
 """
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["purchase", "refund", "interaction", "profile"]
+Attribute = str | bool | int | float
+
+
+class _Nothing(Mapping[str, Any]):
+    """The empty mapping, immutable and hashable: a default for frozen dataclasses' fields
+    (no factory call per object built)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and not other
+
+
+NOTHING: Mapping[str, Any] = _Nothing()
+NO_ATTRIBUTES: Mapping[str, Attribute] = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +58,46 @@ class Windows:
 
 
 @dataclass(frozen=True, slots=True)
+class Profile:
+    """What the latest customer profile says that conditions may read (SPEC §10). `order` is
+    (event time in microseconds since the epoch, source, id): the greatest is the latest, so
+    the outcome does not depend on the order profiles arrive in."""
+
+    order: tuple[int, str, str]
+    team: str | None
+    attributes: Mapping[str, Attribute]
+
+
+@dataclass(frozen=True, slots=True)
 class Fact:
-    """An event reduced to what RFM needs; `amount` in minor units of the base currency."""
+    """An event reduced to what scoring needs; `amount` in minor units of the base currency.
+    The event's fields that declared features filter on (`where`, SPEC §10) come along, and
+    a profile's team and attributes."""
 
     day: int
     kind: Kind
     amount: int = 0
+    channel: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    attributes: Mapping[str, Attribute] = NO_ATTRIBUTES
+    profile: Profile | None = None
+
+
+Aggregates = tuple[int, int, int, int]  # matching events, their total, least and greatest amount
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One declared stream of a customer (services/scorer/core/declared.py): per-day aggregates
+    of the events that match it, like `days`. `epoch` is the activation it was started
+    under; `since` the first day it covers exactly (None: all the customer's events, it was
+    started with the customer); `dropped` the latest matching day no longer retained."""
+
+    epoch: int
+    since: int | None
+    days: Mapping[int, Aggregates]
+    dropped: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +149,14 @@ class Features:
     monetary_90d: int
     interactions_30d: int
     tenure_days: int
+    # a ruleset's declared features (None: null), money in minor units; those that count
+    # only since a day (the stream started later than the customer), and the profile
+    declared: Mapping[str, int | None] = NOTHING
+    partial: Mapping[str, int] = NOTHING
+    profile: Profile | None = None
+
+
+NO_TRACKS: Mapping[str, Track] = NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +167,8 @@ class CustomerState:
     totals: Totals  # at `anchor`
     last_purchase: int | None  # over the whole history
     last_purchase_dropped: int | None  # latest purchase among the days no longer retained
+    profile: Profile | None = None  # the latest profile
+    tracks: Mapping[str, Track] = NO_TRACKS  # the active ruleset's declared streams, by key
 
 
 class OutsideHistory(ValueError):
@@ -112,6 +181,9 @@ def apply(state: CustomerState | None, fact: Fact, windows: Windows) -> Customer
         state = CustomerState(fact.day, fact.day, MappingProxyType({}), Totals(), None, None)
     elif fact.day > state.anchor:
         state = advance(state, fact.day, windows)
+    profile = fact.profile
+    if profile is not None and (state.profile is None or profile.order > state.profile.order):
+        state = replace(state, profile=profile)
     is_purchase = fact.kind == "purchase"
     first_day = min(state.first_day, fact.day)
     last_purchase = _latest(state.last_purchase, fact.day if is_purchase else None)
@@ -120,13 +192,27 @@ def apply(state: CustomerState | None, fact: Fact, windows: Windows) -> Customer
         if is_purchase:
             dropped = _latest(dropped, fact.day)
         return CustomerState(
-            first_day, state.anchor, state.days, state.totals, last_purchase, dropped
+            first_day,
+            state.anchor,
+            state.days,
+            state.totals,
+            last_purchase,
+            dropped,
+            state.profile,
+            state.tracks,
         )
     days = dict(state.days)
     days[fact.day] = days.get(fact.day, _EMPTY).plus(fact)
     totals = _add(state.totals, state.anchor - fact.day, fact, windows)
     return CustomerState(
-        first_day, state.anchor, MappingProxyType(days), totals, last_purchase, dropped
+        first_day,
+        state.anchor,
+        MappingProxyType(days),
+        totals,
+        last_purchase,
+        dropped,
+        state.profile,
+        state.tracks,
     )
 
 
@@ -152,7 +238,24 @@ def advance(state: CustomerState, today: int, windows: Windows) -> CustomerState
         totals_at(kept, today, windows),
         state.last_purchase,
         _latest(state.last_purchase_dropped, max(dropped, default=None)),
+        state.profile,
+        _pruned(state.tracks, horizon),
     )
+
+
+def _pruned(tracks: Mapping[str, Track], horizon: int) -> Mapping[str, Track]:
+    """The tracks without their days at or before `horizon` (their latest is kept)."""
+    if not tracks:
+        return tracks
+    pruned = {}
+    for key, track in tracks.items():
+        old = [day for day in track.days if day <= horizon]
+        if old:
+            days = MappingProxyType({d: a for d, a in track.days.items() if d > horizon})
+            pruned[key] = Track(track.epoch, track.since, days, _latest(track.dropped, max(old)))
+        else:
+            pruned[key] = track
+    return MappingProxyType(pruned)
 
 
 def features(state: CustomerState, today: int, windows: Windows) -> Features:

@@ -2,6 +2,7 @@
 rulesets (the active one is the last activated) and the population thresholds.
 Repositories take the caller's session and never commit."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,6 +80,21 @@ _STORE = text("""
     INSERT INTO rulesets (version, body) VALUES (:version, :body)
     ON CONFLICT (version) DO NOTHING
 """)
+# the streams of an activated ruleset: tracked from this activation on, unless already tracked
+_TRACK = text("""
+    INSERT INTO feature_streams (key, since_activation, tracked)
+    SELECT k, :activation, true FROM unnest(CAST(:keys AS text[])) AS k
+    ON CONFLICT (key) DO UPDATE SET
+        since_activation = CASE WHEN feature_streams.tracked
+                                THEN feature_streams.since_activation
+                                ELSE excluded.since_activation END,
+        tracked = true
+""")
+_UNTRACK = text("""
+    UPDATE feature_streams SET tracked = false
+    WHERE tracked AND NOT key = ANY(CAST(:keys AS text[]))
+""")
+_TRACKED = text("SELECT key, since_activation FROM feature_streams WHERE tracked")
 # every activation takes the next number, also a re-activation of an earlier version
 _ACTIVATE = text("""
     UPDATE rulesets
@@ -174,9 +190,21 @@ class ControlRepository:
                 "give the changed ruleset a new version"
             )
 
-    async def activate(self, version: str, body: str) -> StoredRuleset:
+    async def activate(self, version: str, body: str, streams: Sequence[str] = ()) -> StoredRuleset:
+        """Makes `version` the active ruleset under a new activation number; its declared
+        `streams` are tracked from it on (those tracked already, without a gap, stay as
+        they were), and the streams it does not use are no longer tracked."""
         await self.store_ruleset(version, body)
-        return _ruleset((await self._session.execute(_ACTIVATE, {"version": version})).one())
+        active = _ruleset((await self._session.execute(_ACTIVATE, {"version": version})).one())
+        keys = list(streams)
+        await self._session.execute(_TRACK, {"keys": keys, "activation": active.activation})
+        await self._session.execute(_UNTRACK, {"keys": keys})
+        return active
+
+    async def tracked_streams(self) -> dict[str, int]:
+        """The streams tracked now, with the activation each has been tracked since."""
+        rows = await self._session.execute(_TRACKED)
+        return {row.key: row.since_activation for row in rows}
 
     async def population_thresholds(self, refresh_s: float) -> StoredThresholds | None:
         row = (await self._session.execute(_THRESHOLDS, {"refresh": refresh_s})).one_or_none()

@@ -224,12 +224,12 @@ class ScorerRepository:
         return [_customer(row) for row in rows]
 
     async def page(
-        self, partition: int, day: int, after: str = "", limit: int = 5000
+        self, partition: int, day: int, after: str = "", limit: int = 5000, *, lazy: bool = True
     ) -> list[StoredCustomer]:
         """Every customer of the partition, a page at a time, in id order after `after`
-        (without their state when their snapshot covers `day`)."""
+        (with `lazy`, without their state when their snapshot covers `day`)."""
         rows = await (await driver_connection(self._session)).fetch(
-            _PAGE, partition, day, after, limit, True
+            _PAGE, partition, day, after, limit, lazy
         )
         return [_customer(row) for row in rows]
 
