@@ -65,9 +65,9 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-AttributeValue = Annotated[
-    StrictStr | StrictBool | StrictInt | StrictFloat, BeforeValidator(_scalar)
-]
+# integers as JSON parsers and msgpack hold them exactly: 64 bits
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+AttributeValue = Annotated[StrictStr | StrictBool | Int64 | StrictFloat, BeforeValidator(_scalar)]
 
 
 class _Frozen(BaseModel):

@@ -166,6 +166,9 @@ def compile_plan(
                 f"({max_window} days)"
             )
         text = None if spec.where is None else spec.where.strip()
+        if text == "":
+            problems.append(f"{where}: where is blank (leave it out to count every event)")
+            continue
         key = f"{spec.of}|{text or ''}"
         if key not in streams:
             try:
