@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from services.scorer.core import codec, rules
 from services.scorer.core.declared import UNTRACKED
 from services.scorer.core.rules import RulesetError
-from services.scorer.core.scoring import Change, EventCause, Standing, inputs, score_event
+from services.scorer.core.scoring import (
+    Change,
+    EventCause,
+    Standing,
+    due_day,
+    inputs,
+    score_event,
+)
 from services.scorer.core.state import CustomerState, Fact, Profile, Windows
 
 WINDOWS = Windows()
@@ -373,3 +380,66 @@ def test_never_down_before_the_dwell_and_up_at_once(plan: list[tuple[int, str, i
         assert match is not None
         assert standing is not None
         assert RANK[standing.tier.id] >= RANK[match.tier.id]
+
+
+EXAMPLE_RULESET = rules.load(EXAMPLE.read_text(encoding="utf-8"))
+histories = st.lists(
+    st.tuples(
+        st.integers(-400, 0),
+        st.sampled_from(["purchase", "purchase", "refund", "interaction"]),
+        st.integers(1, 6_000_000),
+        st.sampled_from(["meeting", "call"]),
+        st.sampled_from([{}, {"line": "software"}]),
+    ),
+    min_size=1,
+    max_size=15,
+)
+
+
+@settings(max_examples=200)
+@given(history=histories, later=st.integers(0, 60))
+def test_the_example_is_due_before_time_alone_moves_its_candidate(
+    history: list[tuple[int, str, int, str, dict[str, str]]], later: int
+) -> None:
+    """The example reads recency only through its score's bands (30, 90, 180 days) and its
+    declared windows: it is not due every day, and no day before its due day gives another
+    candidate tier."""
+    assert not EXAMPLE_RULESET.daily
+    state: CustomerState | None = None
+    for n, (offset, kind, amount, channel, attributes) in enumerate(history):
+        if kind == "interaction":
+            fact = Fact(START + offset, "interaction", 0, channel, "visit", "o", attributes)
+        else:
+            fact = Fact(START + offset, kind, amount, attributes=attributes)  # type: ignore[arg-type]
+        state, _, _ = score_event(
+            "c",
+            state,
+            None,
+            fact,
+            EventCause("s", str(n)),
+            ruleset=EXAMPLE_RULESET,
+            thresholds=EXAMPLE_RULESET.thresholds,
+            windows=WINDOWS,
+            clock_day=START,
+            now=datetime(2026, 6, 1, tzinfo=UTC),
+        )
+    assert state is not None
+    today = max(START, state.anchor) + later
+    due = due_day(
+        state,
+        today,
+        ruleset=EXAMPLE_RULESET,
+        thresholds=EXAMPLE_RULESET.thresholds,
+        windows=WINDOWS,
+    )
+    assert due > today
+
+    def candidate(day: int) -> str:
+        found = inputs(state, day, WINDOWS, EXAMPLE_RULESET, UNTRACKED)
+        match = rules.evaluate(EXAMPLE_RULESET, found, EXAMPLE_RULESET.thresholds)
+        assert match is not None
+        return match.tier.id
+
+    then = candidate(today)
+    for day in range(today + 1, min(due, today + 400)):
+        assert candidate(day) == then, f"moved {day - today} days on, due {due - today}"

@@ -126,6 +126,9 @@ class Ruleset:
     tier_index: Mapping[str, Tier] = field(init=False, compare=False, repr=False)
     extended: bool = field(init=False, compare=False, repr=False)
     daily: bool = field(init=False, compare=False, repr=False)  # may change any day by time
+    # recency_days / tenure_days read only through score bands: the values at which a band
+    # may start or stop matching (the tier may change only on the days they are reached)
+    edges: Mapping[str, tuple[int, ...]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         inputs = self.references | {c.feature for s in self.scores for c in s.components}
@@ -137,8 +140,17 @@ class Ruleset:
         extended = bool(self.plan.features or self.scores or self.references & set(PROFILE))
         object.__setattr__(self, "extended", extended)
         days_since = {f.name for f in self.plan.features if f.aggregate == "days_since"}
-        daily = inputs & {"recency_days", "tenure_days", *days_since}
+        components = [c for s in self.scores for c in s.components]
+        banded = {c.feature for c in components if c.ramp is None}
+        direct = self.references | {c.feature for c in components if c.ramp is not None}
+        edges = {
+            name: tuple(sorted({e for c in components if c.feature == name for e in c.edges()}))
+            for name in ("recency_days", "tenure_days")
+            if name in banded and name not in direct
+        }
+        daily = (direct | (banded & days_since)) & {"recency_days", "tenure_days", *days_since}
         object.__setattr__(self, "daily", bool(daily))
+        object.__setattr__(self, "edges", edges)
 
     def tier(self, tier_id: str) -> Tier | None:
         return self.tier_index.get(tier_id)
@@ -476,7 +488,7 @@ def _unguarded(spec: TierSpec) -> list[str]:
     their latest profile says, so `attributes.x` errors for a customer without `x`. The
     probes find most such reads; this finds those another part of the condition hides from
     them (`score >= 50 && attributes.region != "west"`)."""
-    problems = []
+    problems: list[str] = []
     for what, text in (("condition", spec.condition), ("stay_while", spec.stay_while)):
         if not text:
             continue

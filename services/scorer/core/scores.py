@@ -7,6 +7,7 @@ half to even to the hundredth, and the contributions add up exactly to the score
 shows.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -33,6 +34,17 @@ class Component:
     bands: tuple[Band, ...] = ()
     otherwise: Decimal = Decimal(0)
     ramp: tuple[Decimal, Decimal] | None = None  # linear: 0 points at [0], 100 at [1]
+
+    def edges(self) -> tuple[int, ...]:
+        """For a feature of whole numbers (days) read by bands: the values at which a band
+        starts or stops matching (`max` m: at floor(m) + 1; `min` m: at ceil(m))."""
+        found = []
+        for band in self.bands:
+            if band.most is not None:
+                found.append(math.floor(band.most) + 1)
+            if band.least is not None:
+                found.append(math.ceil(band.least))
+        return tuple(found)
 
     def points(self, value: Decimal | None) -> Decimal:
         if self.ramp is not None:

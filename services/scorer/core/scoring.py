@@ -336,8 +336,9 @@ def due_beyond(
 
 def due_from(snap: Snapshot, today: int, *, ruleset: Ruleset, thresholds: Thresholds) -> int:
     """`due_day` from a snapshot that covers `today`: a day leaves a window (the snapshot's
-    `stable_until`), or recency crosses the R threshold. Conditions that read recency_days
-    or tenure_days can change any day. Early is safe (the customer is only evaluated again);
+    `stable_until`), or recency crosses the R threshold or a score band's edge. Conditions
+    that read recency_days or tenure_days (or a score reads them linearly) can change any
+    day. Early is safe (the customer is only evaluated again);
     late would miss a change."""
     if ruleset.daily:
         return today + 1
@@ -346,6 +347,16 @@ def due_from(snap: Snapshot, today: int, *, ruleset: Ruleset, thresholds: Thresh
         crossing = snap.last_purchase + thresholds.recency_days + 1
         if today < crossing < due:
             due = crossing
+    if ruleset.edges:  # recency or tenure through score bands: the days a band edge is met
+        starts = {"recency_days": snap.last_purchase, "tenure_days": snap.first_day}
+        for name, edges in ruleset.edges.items():
+            start = starts[name]
+            if start is None:
+                continue
+            for edge in edges:
+                day = start + edge
+                if today < day < due:
+                    due = day
     return due
 
 
