@@ -81,7 +81,8 @@ def decode(
             money = minor_units(amount[1], amount[2], scoring.base_currency, scoring.rates)
         except UnknownCurrency as error:
             raise Poison("unknown_currency", str(error)) from error
-        fact = Fact(day, amount[0], money, attributes=given)
+        # positional: this runs for every event
+        fact = Fact(day, amount[0], money, None, None, None, given)
     elif kind == "tierstream.interaction":
         fact = Fact(day, "interaction", 0, data.channel, data.action, data.actor, given)
     else:

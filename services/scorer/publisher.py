@@ -92,7 +92,9 @@ def change_json(change: Change, zone: ZoneInfo) -> bytes:
         "cause": {"kind": "event", "event_id": cause.id, "event_source": cause.source}
         if isinstance(cause, EventCause)
         else {"kind": "clock", "reason": cause},
-        "scores": {
+        "scores": {}
+        if not change.scores
+        else {
             s.name: {
                 "value": str(s.value),
                 "components": {

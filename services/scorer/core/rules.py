@@ -125,6 +125,9 @@ class Ruleset:
     level_key: Callable[[Levels], object] = field(init=False, compare=False, repr=False)
     tier_index: Mapping[str, Tier] = field(init=False, compare=False, repr=False)
     extended: bool = field(init=False, compare=False, repr=False)
+    # evaluating a customer needs their state, not only a snapshot of the built-in features
+    # (declared features and the profile are in the state alone)
+    needs_state: bool = field(init=False, compare=False, repr=False)
     daily: bool = field(init=False, compare=False, repr=False)  # may change any day by time
     # recency_days / tenure_days read only through score bands: the values at which a band
     # may start or stop matching (the tier may change only on the days they are reached)
@@ -139,6 +142,8 @@ class Ruleset:
         object.__setattr__(self, "tier_index", {tier.id: tier for tier in self.tiers})
         extended = bool(self.plan.features or self.scores or self.references & set(PROFILE))
         object.__setattr__(self, "extended", extended)
+        needs_state = bool(self.plan.features or self.references & set(PROFILE))
+        object.__setattr__(self, "needs_state", needs_state)
         days_since = {f.name for f in self.plan.features if f.aggregate == "days_since"}
         components = [c for s in self.scores for c in s.components]
         banded = {c.feature for c in components if c.ramp is None}
@@ -154,12 +159,6 @@ class Ruleset:
 
     def tier(self, tier_id: str) -> Tier | None:
         return self.tier_index.get(tier_id)
-
-    @property
-    def needs_state(self) -> bool:
-        """Whether evaluating a customer needs their state, not only a snapshot of the
-        built-in features: declared features and the profile are in the state alone."""
-        return bool(self.plan.features) or bool(self.references & set(PROFILE))
 
 
 @dataclass(frozen=True, slots=True)
