@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import ingest, machine, scorer
-from bench.figure import Figure
+from bench.figure import Figure, table
 from bench.ingest import Figures
 from harness.stack import local_broker, postgres
 
@@ -35,19 +35,6 @@ def ingest_figures(report: dict[str, Figures]) -> list[Figure]:
             )
         )
     return out
-
-
-def table(figures: list[Figure]) -> str:
-    header = [
-        "| benchmark | figure | baseline | ratio | target |",
-        "|---|---:|---|---:|---|",
-    ]
-    rows = [
-        f"| {f.name} | {f.value:,.1f} {f.unit} | {f.baseline} | "
-        f"{'' if f.ratio is None else f'{f.ratio:.0%}'} | {f.target} |"
-        for f in figures
-    ]
-    return "\n".join(header + rows)
 
 
 def main() -> int:

@@ -5,10 +5,12 @@ given for one instance and for two (this machine has two cores).
 
 - throughput: a pre-filled topic to caught-up state (offsets committed, outbox published),
   beside raw aiokafka consumption of the same topic and beside the same scorer with one
-  transaction per event (max_poll_records=1, the naive loop). Two instances: they are
-  started and their group settles first, then the topic is filled while they run (a fill
-  at the raw producer's speed), and the clock runs from the fill's start, so the first
-  instance does not have the topic to itself while the second starts;
+  transaction per event (max_poll_records=1, the naive loop); with the 1-instance run, the
+  scorer's CPU per event and its state per customer, and the same events with SPEC §10's
+  example ruleset beside them, on the wall clock and on the event clock (bench/declared.py).
+  Two instances: they are started and their group settles first, then the topic is filled
+  while they run (a fill at the raw producer's speed), and the clock runs from the fill's
+  start, so the first instance does not have the topic to itself while the second starts;
 - latency: ingest's 202 to the tier change on the topic, seen by a subscriber in its own
   process (bench/arrivals.py), at a steady 5,000 events/s, every event a new customer (so
   every event makes a change); the events/s actually posted are reported, and named in the
@@ -33,13 +35,12 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import arrivals, rescoring
+from bench import arrivals, declared, rescoring
 from bench.figure import Figure
 from bench.ingest import ingest_process
-from bench.scorers import PARTITIONS, database, new_topics, rss, scorers, settled
+from bench.scorers import PARTITIONS, database, new_topics, scorers, settled
 from harness.processes import caught_up, committed, wait_for
 from harness.scorer_run import produce, records
-from harness.workload import generate
 from schemas.v1 import topics
 
 SCALE = float(os.environ.get("TIERSTREAM_BENCH_SCALE", "1"))
@@ -58,26 +59,24 @@ def run(bootstrap: str, server_url: str) -> list[Figure]:
 
 
 def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
-    workload = generate(count // 5, count, days=300, seed=3)
+    workload = declared.workload(count)
     batch = records(workload.events)
     total = len(batch)
     prefix = new_topics(bootstrap)
     topic = prefix + topics.CUSTOMER_EVENTS
     asyncio.run(produce(bootstrap, topic, batch))
     raw = asyncio.run(_raw_consume(bootstrap, topic, total))
-    with scorers(bootstrap, database(server_url), prefix) as running:
-        started = time.monotonic()
-        wait_for(lambda: caught_up(running[0]), 1800, "the scorer did not catch up")
-        seconds = time.monotonic() - started
-        memory = rss(running)
+    one = declared.measure(bootstrap, server_url, batch, prefix=prefix)
     naive_count = min(3000, total)
     with scorers(bootstrap, database(server_url), prefix, max_poll_records=1) as running:
         started = time.monotonic()
         wait_for(lambda: committed(running[0]) >= naive_count, 1800, "the naive loop stalled")
         naive_seconds = time.monotonic() - started
-    rate = total / seconds
+    rate = one.rate
     naive = naive_count / naive_seconds
     two = _filled_while_running(bootstrap, server_url, batch, instances=2)
+    example = declared.measure(bootstrap, server_url, batch, ruleset="example")
+    replay = declared.pair(bootstrap, server_url, batch, "event")
     about = f"({total:,} events, {len(workload.facts):,} customers)"
     return [
         Figure("raw aiokafka consumption (same topic, 12 partitions)", raw, "events/s"),
@@ -88,6 +87,7 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
             "raw consumption",
             rate / raw,
             ">= 30,000 events/s",
+            notes=one.notes(),
         ),
         Figure(
             f"2 instances, topic filled while they run, to caught up {about}",
@@ -104,7 +104,9 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
             "1 instance, batched",
             naive / rate,
         ),
-        Figure("RSS after the 1-instance throughput run", memory, "MiB", target="<= 400 MB"),
+        Figure("RSS after the 1-instance throughput run", one.rss_mib, "MiB", target="<= 400 MB"),
+        *declared.figures(one, example, default_rate=False),
+        *declared.figures(*replay),
     ]
 
 

@@ -3,6 +3,7 @@ consumer group (the way the scorer scales out: Kafka splits the partitions betwe
 each its own process, as `make up` runs one; and their databases and topics."""
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -128,6 +129,36 @@ def rss(running: list[ServiceProcess]) -> float:
         line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
         peaks.append(int(line.split()[1]) / 1024)
     return max(peaks)
+
+
+def cpu_seconds(running: list[ServiceProcess]) -> float:
+    """CPU time the instances used so far (user and system, every thread), s."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for scorer in running:
+        stat = Path(f"/proc/{scorer.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()  # after the command, which may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
+
+
+def stored_state(url: str) -> tuple[float, int, dict[str, int]]:
+    """The customers' stored state, mean bytes per customer (the encoded state as stored,
+    services/scorer/core/codec.py); how many customers; how many in each tier."""
+
+    async def read() -> tuple[float, int, dict[str, int]]:
+        async with bench_sessions(url) as make, unit_of_work(make) as session:
+            size = (
+                await session.execute(
+                    text("SELECT avg(octet_length(state)), count(*) FROM customers")
+                )
+            ).one()
+            tiers = await session.execute(
+                text("SELECT tier, count(*) FROM customers GROUP BY tier ORDER BY tier")
+            )
+            return float(size[0] or 0), int(size[1]), {row[0]: int(row[1]) for row in tiers}
+
+    return asyncio.run(read())
 
 
 def new_topics(bootstrap: str) -> str:

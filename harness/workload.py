@@ -7,6 +7,10 @@ the whole list of facts (harness/oracle.py), the ruleset on them — for the
 event clock (SPEC §4 replay mode): on the first event of a new day in a partition, every
 customer of that partition is evaluated at that day (time passed); then each event's
 customer is evaluated after it.
+
+With `attributes`, the events also carry what declared features' `where`s read (SPEC §10):
+transactions a product line (`attributes: {"line": ...}`) and interactions the whole spread
+of channels; see `generate`.
 """
 
 import random
@@ -24,6 +28,11 @@ from services.scorer.core.scoring import EventCause, change_id
 from services.scorer.core.state import Fact, Features, Windows
 
 WINDOWS = Windows()
+# with `attributes` (generate): a transaction's product line, an interaction's channel
+LINES = ("hardware", "software", "services")
+LINE_WEIGHTS = (5, 3, 2)
+CHANNELS = ("email", "call", "meeting", "web", "ticket", "chat", "event")
+CHANNEL_WEIGHTS = (30, 25, 15, 12, 10, 6, 2)
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,16 @@ class Expected:
     tiers: dict[str, str] = field(default_factory=dict)
 
 
-def generate(customers: int, events: int, *, days: int = 60, seed: int = 7) -> Workload:
+def generate(
+    customers: int, events: int, *, days: int = 60, seed: int = 7, attributes: bool = False
+) -> Workload:
+    """With `attributes`, every transaction carries `attributes: {"line": ...}` (hardware,
+    software or services) and every interaction a channel among all of the contract's but
+    "other" (email most often, events rarely), instead of call, meeting or email alike. Those
+    are drawn from a second generator: every other field of every event, the order and the
+    facts (which keep what the built-in features read) are those of the call without it."""
     rng = random.Random(seed)
+    extra = random.Random(f"{seed}-attributes") if attributes else None
     start = date(2023, 6, 1)  # the whole history is in the past, whenever the test runs
     dates = sorted(rng.sample(range(730), days))
     ids = [f"W-{n:05d}" for n in range(customers)]
@@ -58,7 +75,7 @@ def generate(customers: int, events: int, *, days: int = 60, seed: int = 7) -> W
         chosen = rng.choices(ids, weights, k=per_day)
         for n, customer in enumerate(chosen):
             moment = datetime.combine(day, time(0), UTC) + timedelta(seconds=n * 86_000 // per_day)
-            event = _event(rng, customer, moment, len(out))
+            event = _event(rng, customer, moment, len(out), extra)
             out.append(event)
             facts[customer].append(_fact(event))
             if rng.random() < 0.02:  # sent twice (a retry upstream)
@@ -116,7 +133,13 @@ def _judge(
     expected.tiers[customer] = match.tier.id
 
 
-def _event(rng: random.Random, customer: str, moment: datetime, n: int) -> dict[str, Any]:
+def _event(
+    rng: random.Random,
+    customer: str,
+    moment: datetime,
+    n: int,
+    extra: random.Random | None = None,
+) -> dict[str, Any]:
     roll = rng.random()
     base = {
         "specversion": "1.0",
@@ -126,16 +149,24 @@ def _event(rng: random.Random, customer: str, moment: datetime, n: int) -> dict[
         "time": moment.isoformat(),
     }
     if roll < 0.25:
+        channel = rng.choice(["call", "meeting", "email"])
+        if extra is not None:
+            channel = extra.choices(CHANNELS, CHANNEL_WEIGHTS)[0]
         return base | {
             "type": "tierstream.interaction",
-            "data": {"channel": rng.choice(["call", "meeting", "email"]), "action": "follow-up"},
+            "data": {"channel": channel, "action": "follow-up"},
         }
     kind = "refund" if roll < 0.3 else "purchase"
     amount = Decimal(int(rng.lognormvariate(7.5, 1.3) * 100) + 1) / 100
-    return base | {
-        "type": "tierstream.transaction",
-        "data": {"kind": kind, "amount": f"{amount:.2f}", "currency": "CNY", "order_id": f"O{n}"},
+    data: dict[str, Any] = {
+        "kind": kind,
+        "amount": f"{amount:.2f}",
+        "currency": "CNY",
+        "order_id": f"O{n}",
     }
+    if extra is not None:
+        data["attributes"] = {"line": extra.choices(LINES, LINE_WEIGHTS)[0]}
+    return base | {"type": "tierstream.transaction", "data": data}
 
 
 def _fact(event: dict[str, Any]) -> Fact:

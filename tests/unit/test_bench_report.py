@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from bench import arrivals
-from bench.__main__ import ingest_figures, table
-from bench.figure import Figure
+from bench.__main__ import ingest_figures
+from bench.figure import Figure, table
 from bench.ingest import Figures
 
 
