@@ -5,8 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# the scorer's compiled core (native/, Rust + PyO3), rebuilt when its sources change
+NATIVE := $(VENV)/.native-$(shell cat native/Cargo.toml native/Cargo.lock native/pyproject.toml native/*.pyi native/src/*.rs | cksum | cut -d' ' -f1)
+# the benchmarks' quix-streams peer runs in a virtualenv of its own (bench/peer/requirements.txt)
+PEER_VENV  := $(VENV)/peer
+PEER_STAMP := $(PEER_VENV)/.installed-$(shell cat bench/peer/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: up down test lint unit bench chaos install prereqs schemas constraints clean
+.PHONY: up down test lint unit bench bench-peer chaos install prereqs schemas constraints clean
 
 up: install
 	$(PY) -m devstack up
@@ -27,9 +32,20 @@ lint: install
 unit: install
 	$(PY) -m pytest tests/unit
 
-bench: install
+bench: install bench-peer
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) -m bench
+
+# The quix-streams peer's virtualenv (bench/peer/): quixstreams caps pydantic below the
+# product's pin, so it cannot join $(VENV); `python -m bench.declared` needs it too.
+bench-peer: install $(PEER_STAMP)
+
+$(PEER_STAMP): bench/peer/requirements.txt | $(STAMP)
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q -r bench/peer/requirements.txt
+	@rm -f $(PEER_VENV)/.installed-*
+	@touch $@
 
 # The fault suite at full size (make test runs it at scale 1: 20,000 events, 5 faults);
 # the figures go to bench/results/chaos.json.
@@ -39,7 +55,7 @@ chaos: install
 schemas: install
 	$(PY) -m schemas.generate
 
-install: prereqs $(STAMP)
+install: prereqs $(STAMP) $(NATIVE)
 
 # constraints.txt pins every package to the versions the suite passed with
 # (refresh: `make constraints` after changing pyproject.toml).
@@ -49,6 +65,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The compiled core: built by maturin (a build dependency, from PyPI) with cargo, crates from
+# crates.io; the first build takes a minute, later ones only recompile what changed.
+$(NATIVE): $(STAMP)
+	@command -v cargo >/dev/null || { echo "the scorer's compiled core needs Rust (cargo, rustc >= 1.80): https://rustup.rs"; exit 1; }
+	$(PY) -m pip install -q ./native
+	@rm -f $(VENV)/.native-*
 	@touch $@
 
 # Kafka runs from its Maven Central jars: it needs a JRE 17+ and Maven. Prometheus (and

@@ -26,6 +26,8 @@ from services.effectively_once.loop import Batch
 from services.effectively_once.outbox import Outbox
 from services.effectively_once.record import Record
 from services.rejections import Located, rejected
+from services.scorer.compiled import Compiled
+from services.scorer.compiled_batch import CompiledBatch
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
 from services.scorer.core.scoring import ClockReason, EventCause
@@ -84,6 +86,7 @@ class ScorerHandler:
         metrics: ScorerMetrics,
         budget: int = BUDGET,
         retention_days: int | None = None,
+        compiled: Compiled | None = None,
     ) -> None:
         self._topic = topic
         self._scoring = scoring
@@ -96,6 +99,7 @@ class ScorerHandler:
         self._per_transaction = budget
         self._retention_days = retention_days
         self._budget = budget
+        self._compiled = compiled
         self.more = False  # re-tier or sweep work left after the last transaction
 
     async def __call__(self, session: AsyncSession, batch: Batch) -> None:
@@ -118,28 +122,88 @@ class ScorerHandler:
 
     async def _process(self, session: AsyncSession, batch: Mapping[int, Sequence[Raw]]) -> None:
         """The whole batch with a fixed number of round trips to PostgreSQL (not one set
-        per partition), except for sweeps and re-tiers, which are per partition."""
+        per partition), except for sweeps and re-tiers, which are per partition. The
+        per-event work runs in the compiled engine when it carries the standard
+        (services/scorer/compiled_batch.py), else in the Python core; both take the same
+        steps in the same order."""
         self._tally = Tally()
         self._budget = self._per_transaction
         self.more = False
         control = ControlRepository(session, self._topic)
-        repository = ScorerRepository(session)
         wall = self._now()
         stored = await control.partitions(list(batch))
-        sorted_ = {p: self._sort(records, wall) for p, records in batch.items()}
-        fresh = await self._dedupe(repository, list(sorted_.values()), wall)
+        standard = self._standards.standard
         work = Workset(
-            repository,
+            ScorerRepository(session),
             TierRepository(session),
             Outbox(session),
             scoring=self._scoring,
-            standard=self._standards.standard,
+            standard=standard,
             tiers=self._standards.tier,
             topics=self._topics,
         )
+        sorted_ = {p: _Sorted() for p in batch}
+        engine = None if self._compiled is None else self._compiled.engine(standard)
+        compiled: CompiledBatch | None = None
+        fresh: dict[int, list[_Good]] = {}
+        firsts: dict[int, datetime | None]
+        if engine is None:
+            sorted_ = {p: self._sort(records, wall) for p, records in batch.items()}
+            fresh = await self._dedupe(ScorerRepository(session), list(sorted_.values()), wall)
+            firsts = {p: goods[0].event.time for p, goods in fresh.items() if goods}
+            applied = {p: len(goods) for p, goods in fresh.items()}
+        else:
+            compiled = CompiledBatch(
+                engine,
+                session,
+                scoring=self._scoring,
+                standard=standard,
+                tiers=self._standards.tier,
+                topics=self._topics,
+                event_clock=self._clock == "event",
+            )
+            await compiled.decode(
+                batch,
+                lambda record, reason, error: sorted_[record.partition].reject(
+                    record, reason, error, wall
+                ),
+            )
+            firsts = {p: compiled.first_time(p) for p in compiled.spans}
+            applied = {p: span[0] for p, span in compiled.spans.items()}
         parts = {p: stored.get(p) or PartitionState(p) for p in batch}
         for p in batch:
-            parts[p] = await self._catch_up(work, parts[p], wall, fresh.get(p, []))
+            parts[p] = await self._catch_up(work, parts[p], wall, firsts.get(p))
+        if compiled is None:
+            await self._score_all(work, parts, fresh, wall)
+            await work.flush()
+        else:
+            await work.flush()  # the re-tier's and sweep's rows first: the engine loads them
+            work.emitted += await compiled.score(parts, wall)
+        letters = [letter for one in sorted_.values() for letter in one.letters]
+        await Outbox(session).add(self._topics.dead_letters, letters)
+        for part in parts.values():
+            part.processed_at = wall
+        await control.save_partitions(list(parts.values()))
+        for p, records in batch.items():
+            self._tally.add(
+                p,
+                timestamps_ms=[record.timestamp for record in records],
+                applied=applied.get(p, 0),
+                reasons=sorted_[p].reasons,
+                changes=(),
+                last_event_time=parts[p].last_event_time,
+                wall=wall,
+            )
+        self._tally.add_changes(work.emitted)
+
+    async def _score_all(
+        self,
+        work: Workset,
+        parts: Mapping[int, PartitionState],
+        fresh: Mapping[int, list[_Good]],
+        wall: datetime,
+    ) -> None:
+        """The Python path: every fresh event scored by the Python core, in order."""
         keep = {good.event.subject for goods in fresh.values() for good in goods}
         await work.preload(keep)
         if self._clock == "event":  # the sweeps inside this batch then run in memory
@@ -150,26 +214,9 @@ class ScorerHandler:
         for p, goods in fresh.items():
             for good in goods:
                 self._score(work, parts[p], good, wall)
-        await work.flush()
-        letters = [letter for one in sorted_.values() for letter in one.letters]
-        await Outbox(session).add(self._topics.dead_letters, letters)
-        for part in parts.values():
-            part.processed_at = wall
-        await control.save_partitions(list(parts.values()))
-        for p, records in batch.items():
-            self._tally.add(
-                p,
-                timestamps_ms=[record.timestamp for record in records],
-                applied=len(fresh.get(p, [])),
-                reasons=sorted_[p].reasons,
-                changes=(),
-                last_event_time=parts[p].last_event_time,
-                wall=wall,
-            )
-        self._tally.add_changes(work.emitted)
 
     async def _catch_up(
-        self, work: Workset, part: PartitionState, wall: datetime, fresh: list[_Good]
+        self, work: Workset, part: PartitionState, wall: datetime, first: datetime | None
     ) -> PartitionState:
         """A pending re-tier, then a pending day-boundary sweep, within the transaction's
         budget of customers; what is left is done by the next transactions (the loop runs
@@ -178,7 +225,7 @@ class ScorerHandler:
         standard = self._standards.standard
         moment = wall
         if self._clock == "event":
-            moment = part.clock or (fresh[0].event.time if fresh else wall)
+            moment = part.clock or first or wall
         day = local_day(moment, self._scoring.zone)
         if part.applied != standard.key:
             # a partition scored for the first time, or one that applied this standard

@@ -31,6 +31,7 @@ from services.effectively_once.relay import Relay
 from services.effectively_once.rounds import Background
 from services.logs import configure_logging
 from services.scorer.api import create_app
+from services.scorer.compiled import Compiled
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
 from services.scorer.core.state import Windows
@@ -110,6 +111,7 @@ class Scorer:
             metrics=self.metrics,
             budget=settings.transaction_budget,
             retention_days=settings.dedupe_retention_days,
+            compiled=Compiled(self.scoring) if settings.core == "compiled" else None,
         )
         self.loop = PartitionedLoop(
             self.consumer,

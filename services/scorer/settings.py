@@ -23,6 +23,11 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
     clock: Literal["wall", "event"] = Field(
         "wall", description="wall: now is the wall clock; event: the latest event time (replay)"
     )
+    core: Literal["compiled", "python"] = Field(
+        "compiled",
+        description="the per-event work in the compiled core (native/), or in the Python "
+        "core it is held equal to (rulesets with declared features use Python either way)",
+    )
     ruleset_file: Path = Field(
         DEFAULT_RULESET, description="activated at start when no ruleset was ever activated"
     )

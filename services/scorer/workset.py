@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Awaitable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from services.effectively_once.outbox import Outbox
 from services.scorer.core.config import Scoring
@@ -42,6 +43,27 @@ class OutTopics:
     tier_changes: str
     customer_tiers: str
     dead_letters: str
+
+
+async def record_changes(
+    changes: list[Change],
+    tier_repository: TierRepository,
+    outbox: Outbox,
+    topics: OutTopics,
+    zone: ZoneInfo,
+) -> None:
+    """Tier changes into the history and, as records, into the outbox (both topics)."""
+    if not changes:
+        return
+    records = [change_records(change, zone) for change in changes]
+    await tier_repository.add_history(
+        [
+            HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value)
+            for c, (changed, _) in zip(changes, records, strict=True)
+        ]
+    )
+    await outbox.add(topics.tier_changes, [changed for changed, _ in records])
+    await outbox.add(topics.customer_tiers, [latest for _, latest in records])
 
 
 class Workset:
@@ -190,17 +212,9 @@ class Workset:
         counts, self._counts = self._counts, Counter()
         await self._tiers_repository.count_tiers(counts)
         changes, self._changes = self._changes, []
-        if not changes:
-            return
-        records = [change_records(change, self._scoring.zone) for change in changes]
-        await self._tiers_repository.add_history(
-            [
-                HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value)
-                for c, (changed, _) in zip(changes, records, strict=True)
-            ]
+        await record_changes(
+            changes, self._tiers_repository, self._outbox, self._topics, self._scoring.zone
         )
-        await self._outbox.add(self._topics.tier_changes, [changed for changed, _ in records])
-        await self._outbox.add(self._topics.customer_tiers, [latest for _, latest in records])
         self.emitted += changes
 
     def _rescore(

@@ -1,0 +1,106 @@
+"""The compiled path's statements (services/scorer/compiled_batch.py), on asyncpg directly:
+customers loaded and saved as columns (instants as µs since the epoch, which the compiled
+core keeps), and a batch's events marked seen with one status per event. The caller's
+transaction; nothing here commits."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.db.engine import driver_connection
+
+NEW, SEEN, CONFLICT = 0, 1, 2
+# both reads' columns are in the order the engine's `load` takes them
+_LOAD = """
+    SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
+           ruleset_version, partition, due_day, change_id
+    FROM customers WHERE customer_id = ANY($1::text[])
+"""
+_DUE = """
+    SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
+           ruleset_version, partition, due_day, change_id
+    FROM customers WHERE partition = $1 AND due_day <= $2 AND customer_id > $3
+    ORDER BY customer_id LIMIT $4
+"""
+# an instant from µs: interval * float8, exact below 2^53 µs (the year 2255)
+_SAVE = """
+    INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, partition,
+                           due_day, change_id, frequency, monetary, frequency_short,
+                           monetary_short, interactions, first_day, last_purchase_day,
+                           scored_day, stable_until, updated_at)
+    SELECT u.customer_id, u.state, u.tier,
+           timestamptz 'epoch' + u.since * interval '1 microsecond',
+           u.version, u.partition, u.due_day, u.change_id, u.frequency, u.monetary,
+           u.frequency_short, u.monetary_short, u.interactions, u.first_day,
+           u.last_purchase_day, u.scored_day, u.stable_until, now()
+    FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::text[], $6::int[],
+                $7::int[], $8::text[], $9::int[], $10::bigint[], $11::int[], $12::bigint[],
+                $13::int[], $14::int[], $15::int[], $16::int[], $17::int[])
+        AS u(customer_id, state, tier, since, version, partition, due_day, change_id,
+             frequency, monetary, frequency_short, monetary_short, interactions, first_day,
+             last_purchase_day, scored_day, stable_until)
+    ON CONFLICT (customer_id) DO UPDATE SET
+        state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
+        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
+        due_day = excluded.due_day, change_id = excluded.change_id,
+        frequency = excluded.frequency, monetary = excluded.monetary,
+        frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
+        interactions = excluded.interactions, first_day = excluded.first_day,
+        last_purchase_day = excluded.last_purchase_day, scored_day = excluded.scored_day,
+        stable_until = excluded.stable_until, updated_at = now()
+"""
+_RECORD = """
+    INSERT INTO scorer_events (source, id, digest)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+    ON CONFLICT (source, id) DO NOTHING
+    RETURNING source, id
+"""
+_DIGESTS = """
+    SELECT source, id, digest FROM scorer_events
+    WHERE (source, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
+
+class ColumnRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def load(self, customer_ids: Sequence[str]) -> list[Any]:
+        if not customer_ids:
+            return []
+        driver = await driver_connection(self._session)
+        return list(await driver.fetch(_LOAD, customer_ids))
+
+    async def due(self, partition: int, day: int, after: str, limit: int) -> list[Any]:
+        driver = await driver_connection(self._session)
+        return list(await driver.fetch(_DUE, partition, day, after, limit))
+
+    async def save(self, columns: Sequence[list[Any]]) -> None:
+        if columns[0]:
+            driver = await driver_connection(self._session)
+            await driver.execute(_SAVE, *columns)
+
+    async def record_events(
+        self, sources: list[str], ids: list[str], digests: list[bytes]
+    ) -> list[int]:
+        """Marks the events seen; per event NEW, SEEN (an exact repeat) or CONFLICT (seen
+        with another digest). (source, id) must be unique within the call."""
+        if not sources:
+            return []
+        driver = await driver_connection(self._session)
+        inserted = {(r[0], r[1]) for r in await driver.fetch(_RECORD, sources, ids, digests)}
+        if len(inserted) == len(sources):
+            return [NEW] * len(sources)
+        others = [(s, i) for s, i in zip(sources, ids, strict=True) if (s, i) not in inserted]
+        stored = {
+            (r[0], r[1]): bytes(r[2])
+            for r in await driver.fetch(_DIGESTS, [s for s, _ in others], [i for _, i in others])
+        }
+        out = []
+        for source, event_id, digest in zip(sources, ids, digests, strict=True):
+            if (source, event_id) in inserted:
+                out.append(NEW)
+            else:
+                out.append(SEEN if stored.get((source, event_id)) == digest else CONFLICT)
+        return out
