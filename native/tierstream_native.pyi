@@ -31,6 +31,12 @@ class Engine:
         daily: bool,
         recency_edges: list[int],
         tenure_edges: list[int],
+        records: tuple[
+            str,
+            list[tuple[str, str, str, int, bool]],
+            list[tuple[str, list[tuple[str, str, str, int, bool]]]],
+        ]
+        | None = None,
     ) -> None: ...
     def begin(self) -> None: ...
     def decode(self, records: Sequence[Any]) -> list[int]: ...
@@ -61,18 +67,7 @@ class Engine:
     def score(self, parts: list[_Part], wall_us: int, event_clock: bool) -> list[_Part]: ...
     def sweep_loaded(self, partition: int, day: int, now_us: int) -> None: ...
     def rows(self) -> tuple[tuple[list[Any], ...], list[tuple[int, str, int]]]: ...
-    def changes(
-        self,
-    ) -> list[
-        tuple[
-            str,
-            str,
-            _Standing | None,
-            _Standing,
-            _Features,
-            tuple[str, str, str] | tuple[str, str],
-        ]
-    ]: ...
+    def changes(self) -> list[Any]: ...
     def held(self) -> int: ...
     def entry(self, customer: str) -> tuple[bytes, _Standing | None, str | None, int] | None: ...
 
@@ -80,6 +75,28 @@ def reencode(data: bytes, windows: tuple[int, int, int, int]) -> bytes: ...
 def replay(
     facts: list[tuple[int, str, int, Any]], windows: tuple[int, int, int, int], today: int
 ) -> tuple[bytes, _Features | None, tuple[int, int, int, int | None, int, int, int, int, int]]: ...
+
+_Tier = tuple[str, str, str, int, bool]
+_Header = tuple[str, bytes]
+
+def change_records_for_test(
+    *,
+    change_id: str,
+    customer_id: str,
+    before: tuple[_Tier, int] | None,
+    after: tuple[_Tier, int],
+    version: str,
+    features: _Features,
+    cause: tuple[str, str] | str,
+    thresholds: tuple[int, int, int],
+    mode: str,
+    offsets: Sequence[tuple[int, int]],
+    until: int,
+    repeat: int = 1,
+) -> tuple[bytes, bytes, bytes, list[_Header], list[_Header]] | None:
+    """`publisher.change_records` for a change without declared features and scores
+    (native/src/records.rs): (key, changed value, latest value, their headers), or None
+    where Python must write them; built `repeat` times."""
 
 class Decoder:
     """The scorer's decoding of one record, exact or refused (native/src/event.rs): None

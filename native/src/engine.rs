@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::codec;
 use crate::event::{self, Money};
 use crate::fact::{Attr, Attributes, Fact, Kind, Profile};
+use crate::records;
 use crate::rules::{FxMap, Rules};
 use crate::state::{Features, State, Windows};
 use crate::zone::Zone;
@@ -66,6 +67,10 @@ pub struct Engine {
     zone: Zone,
     money: Money,
     rules: Rules,
+    // the tier-change records, built here when the ruleset has no scores (else in Python)
+    records: Option<records::RecordContext>,
+    tier_infos: Vec<records::TierInfo>, // the ruleset's tiers, in order
+    older: FxMap<String, FxMap<String, records::TierInfo>>, // other versions' tiers
     // the transaction's work
     events: Vec<Option<Event>>, // by record index; None: poison, a repeat, or not yet decoded
     identities: Vec<usize>,     // records whose (source, id) comes first in the batch
@@ -145,6 +150,11 @@ fn attrs_to<'py>(py: Python<'py>, attributes: &Attributes) -> PyResult<Bound<'py
     Ok(list)
 }
 
+/// (id, label zh, label en, rank, high_value)
+type TierRow = (String, String, String, i64, bool);
+/// (threshold mode, the ruleset's tiers, other versions' tiers by version)
+type RecordsSpec = (String, Vec<TierRow>, Vec<(String, Vec<TierRow>)>);
+
 type FeatureTuple = (i32, Option<i64>, i64, i64, i64, i64, i64, i64);
 
 fn feature_tuple(f: &Features) -> FeatureTuple {
@@ -208,6 +218,57 @@ impl Engine {
             cause,
         };
         Ok((after, Some(change)))
+    }
+
+    /// A tier of the ruleset, or of the version a stored standing names (`Standards.tier`).
+    fn tier_info(&self, version: &str, id: &str) -> Option<&records::TierInfo> {
+        if let Some(tier) = self.older.get(version).and_then(|tiers| tiers.get(id)) {
+            return Some(tier);
+        }
+        let i = self.rules.tiers.iter().position(|t| t == id)?;
+        self.tier_infos.get(i)
+    }
+
+    /// The change's two records, when the engine builds them (None: Python does).
+    fn records_of(&self, c: &Change) -> Option<records::ChangeRecords> {
+        let context = self.records.as_ref()?;
+        let placeholder;
+        let before = match &c.before {
+            None => None,
+            Some(b) => {
+                let tier = match self.tier_info(&b.version, &b.tier) {
+                    Some(t) => t,
+                    None => {
+                        placeholder = records::TierInfo::placeholder(&b.tier);
+                        &placeholder
+                    }
+                };
+                Some(records::TierSince {
+                    tier,
+                    since_us: b.since_us,
+                })
+            }
+        };
+        let after = records::TierSince {
+            tier: self.tier_info(&c.after.version, &c.after.tier)?,
+            since_us: c.after.since_us,
+        };
+        let cause = match &c.cause {
+            Cause::Event(source, id) => records::Cause::Event { source, id },
+            Cause::Clock(reason, _) => records::Cause::Clock(reason),
+        };
+        records::change_records(
+            context,
+            &records::ChangeView {
+                change_id: &c.change_id,
+                customer_id: &c.customer_id,
+                before,
+                after,
+                ruleset_version: &c.after.version,
+                features: &c.features,
+                cause,
+            },
+        )
     }
 
     /// `entries.due_day`: the first day the tier may change with no new event.
@@ -361,7 +422,7 @@ impl Engine {
     /// -> tier index or -1`, `hold(features, tier id, since µs, candidate index) -> bool`
     /// or None, min_days_in_tier, daily, and the score bands' edges of recency and tenure.
     #[new]
-    #[pyo3(signature = (*, windows, offsets, until, base_currency, rates, version, tiers, numbers, levels, thresholds, decide, hold, min_days_in_tier, daily, recency_edges, tenure_edges))]
+    #[pyo3(signature = (*, windows, offsets, until, base_currency, rates, version, tiers, numbers, levels, thresholds, decide, hold, min_days_in_tier, daily, recency_edges, tenure_edges, records=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         windows: (i32, i32, i32, i32),
@@ -380,7 +441,38 @@ impl Engine {
         daily: bool,
         recency_edges: Vec<i32>,
         tenure_edges: Vec<i32>,
+        records: Option<RecordsSpec>,
     ) -> PyResult<Engine> {
+        let (context, tier_infos, older) = match records {
+            None => (None, Vec::new(), FxMap::default()),
+            Some((mode, current, known)) => {
+                let mode = if mode == "population" {
+                    records::Mode::Population
+                } else {
+                    records::Mode::Fixed
+                };
+                let t = records::Thresholds {
+                    recency_days: thresholds.0,
+                    frequency: thresholds.1,
+                    monetary: thresholds.2,
+                };
+                let info = |t: &TierRow| records::TierInfo::new(&t.0, &t.1, &t.2, t.3, t.4);
+                let older = known
+                    .iter()
+                    .map(|(v, tiers)| {
+                        (
+                            v.clone(),
+                            tiers.iter().map(|t| (t.0.clone(), info(t))).collect(),
+                        )
+                    })
+                    .collect();
+                (
+                    Some(records::RecordContext::new(t, mode, &offsets, until)),
+                    current.iter().map(info).collect(),
+                    older,
+                )
+            }
+        };
         let rules = Rules::new(
             version,
             tiers,
@@ -405,6 +497,9 @@ impl Engine {
             money: Money::new(base_currency, rates)
                 .map_err(pyo3::exceptions::PyValueError::new_err)?,
             rules,
+            records: context,
+            tier_infos,
+            older,
             events: Vec::new(),
             identities: Vec::new(),
             repeats: Vec::new(),
@@ -812,13 +907,41 @@ impl Engine {
         Ok((PyTuple::new(py, columns)?, counts))
     }
 
-    /// The tier changes made since the last call, in order: (change_id, customer_id, before
-    /// (tier, since µs, version) or None, after, features (day, recency_days, frequency,
-    /// monetary, frequency_90d, monetary_90d, interactions_30d, tenure_days), cause:
-    /// ("event", source, id) or (reason, detail)).
+    /// The tier changes made since the last call, in order. Those whose records the engine
+    /// builds come as (change_id, customer_id, changed_at µs, key, changed value, changed
+    /// headers, latest value, latest headers, from tier or None, to tier); the others as
+    /// (change_id, customer_id, before (tier, since µs, version) or None, after, features
+    /// (day, recency_days, frequency, monetary, frequency_90d, monetary_90d,
+    /// interactions_30d, tenure_days), cause: ("event", source, id) or (reason, detail)),
+    /// for Python to build.
+    /// Each comes as (True, built...) or (False, for Python...).
     fn changes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        for c in self.changes.drain(..) {
+        let changes = std::mem::take(&mut self.changes);
+        for c in changes {
+            if let Some(made) = self.records_of(&c) {
+                let headers = |h: &records::Headers| -> PyResult<Bound<'py, PyList>> {
+                    let list = PyList::empty(py);
+                    for (name, value) in h {
+                        list.append((*name, PyBytes::new(py, value)))?;
+                    }
+                    Ok(list)
+                };
+                out.append((
+                    true,
+                    &c.change_id,
+                    &c.customer_id,
+                    c.after.since_us,
+                    PyBytes::new(py, &made.key),
+                    PyBytes::new(py, &made.changed),
+                    headers(&made.changed_headers)?,
+                    PyBytes::new(py, &made.latest),
+                    headers(&made.latest_headers)?,
+                    c.before.as_ref().map(|b| b.tier.as_str()),
+                    &c.after.tier,
+                ))?;
+                continue;
+            }
             let before = match &c.before {
                 None => py.None().into_bound(py),
                 Some(s) => Engine::standing_tuple(py, s)?.into_any(),
@@ -832,6 +955,7 @@ impl Engine {
                 }
             };
             out.append((
+                false,
                 c.change_id,
                 c.customer_id,
                 before,

@@ -9,6 +9,7 @@ mod codec;
 mod engine;
 mod event;
 mod fact;
+mod records;
 mod rules;
 mod state;
 mod zone;
@@ -20,5 +21,6 @@ fn tierstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event::Decoder>()?;
     m.add_function(wrap_pyfunction!(engine::reencode, m)?)?;
     m.add_function(wrap_pyfunction!(engine::replay, m)?)?;
+    m.add_function(wrap_pyfunction!(records::change_records_for_test, m)?)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ The compiled path carries rulesets whose tiers are functions of the built-in fea
 (with scores and stability); a ruleset with declared features or profile conditions is
 scored by the Python core (`supports`)."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -14,7 +15,15 @@ import tierstream_native
 
 from services.scorer.compiled_zone import offsets
 from services.scorer.core.config import Scoring
-from services.scorer.core.rules import NUMBERS, TEXTS, evaluate, levels, placeholder, scored
+from services.scorer.core.rules import (
+    NUMBERS,
+    TEXTS,
+    Ruleset,
+    evaluate,
+    levels,
+    placeholder,
+    scored,
+)
 from services.scorer.core.scoring import (
     Change,
     ClockReason,
@@ -52,17 +61,22 @@ class Compiled:
         self._scoring = scoring
         self._engines: dict[str, tierstream_native.Engine] = {}
 
-    def engine(self, standard: Standard) -> tierstream_native.Engine | None:
+    def engine(
+        self, standard: Standard, known: Mapping[str, Ruleset]
+    ) -> tierstream_native.Engine | None:
+        """The engine for `standard`; `known`: every ruleset a stored tier may come from."""
         if not supports(standard):
             return None
         found = self._engines.get(standard.key)
         if found is None:
-            self._engines = {standard.key: build(self._scoring, standard)}
+            self._engines = {standard.key: build(self._scoring, standard, known)}
             found = self._engines[standard.key]
         return found
 
 
-def build(scoring: Scoring, standard: Standard) -> tierstream_native.Engine:
+def build(
+    scoring: Scoring, standard: Standard, known: Mapping[str, Ruleset]
+) -> tierstream_native.Engine:
     ruleset, thresholds = standard.ruleset, standard.thresholds
     index = {tier.id: i for i, tier in enumerate(ruleset.tiers)}
     inputs = ruleset.references | {c.feature for s in ruleset.scores for c in s.components}
@@ -106,7 +120,19 @@ def build(scoring: Scoring, standard: Standard) -> tierstream_native.Engine:
         daily=ruleset.daily,
         recency_edges=list(edges.get("recency_days", ())),
         tenure_edges=list(edges.get("tenure_days", ())),
+        # the records of a change with scores are built by the publisher (Python)
+        records=None
+        if ruleset.scores
+        else (
+            ruleset.mode,
+            _tiers(ruleset),
+            [(version, _tiers(other)) for version, other in known.items()],
+        ),
     )
+
+
+def _tiers(ruleset: Ruleset) -> list[tuple[str, str, str, int, bool]]:
+    return [(t.id, t.label_zh, t.label_en, t.rank, t.high_value) for t in ruleset.tiers]
 
 
 ChangeRow = tuple[
@@ -120,6 +146,7 @@ def changes_of(rows: list[ChangeRow], standard: Standard, tiers: TierLookup) -> 
 
 
 def change_of(row: ChangeRow, standard: Standard, tiers: TierLookup) -> Change:
+    """A change the engine left to Python, as the core's (for the publisher)."""
     change_id, customer, before, after, features, cause = row
     ruleset, thresholds = standard.ruleset, standard.thresholds
     found = Features(*features)

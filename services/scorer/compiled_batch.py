@@ -5,25 +5,27 @@ not decode goes through the Python decoding, which accepts it or names why it is
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tierstream_native
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.v1.deadletter import Reason
 from services.effectively_once.outbox import Outbox
+from services.effectively_once.record import Record
 from services.rejections import Located
-from services.scorer.compiled import changes_of, instant, micros
+from services.scorer.compiled import change_of, instant, micros
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
-from services.scorer.core.scoring import Change, Standard
+from services.scorer.core.scoring import Standard
 from services.scorer.core.state import Attribute
 from services.scorer.decoding import Incoming, Poison, decode
+from services.scorer.publisher import change_records
 from services.scorer.rescoring import PAGE, TierLookup
 from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.control import PartitionState
-from services.scorer.store.tiers import TierRepository
-from services.scorer.workset import OutTopics, record_changes
+from services.scorer.store.tiers import HistoryEntry, TierRepository
+from services.scorer.workset import OutTopics
 
 R = TypeVar("R", bound=Located)
 
@@ -80,9 +82,11 @@ class CompiledBatch:
         span = self.spans.get(partition)
         return None if span is None else instant(span[1])
 
-    async def score(self, parts: Mapping[int, PartitionState], wall: datetime) -> list[Change]:
+    async def score(
+        self, parts: Mapping[int, PartitionState], wall: datetime
+    ) -> list[tuple[str | None, str]]:
         """Every fresh event applied and judged, the customers saved, the changes in the
-        history and the outbox; returns the changes."""
+        history and the outbox; returns the changes' (from tier, to tier)."""
         engine = self._engine
         engine.load(await self._columns.load(engine.subjects()))
         if self._event_clock:  # the sweeps inside this batch then run in memory
@@ -98,11 +102,40 @@ class CompiledBatch:
         await self._columns.save(columns)
         tiers = TierRepository(self._session)
         await tiers.count_tiers({(p, tier): delta for p, tier, delta in counts})
-        changes = changes_of(engine.changes(), self._standard, self._tiers)
-        await record_changes(
-            changes, tiers, Outbox(self._session), self._topics, self._scoring.zone
-        )
-        return changes
+        return await self._record(engine.changes(), tiers)
+
+    async def _record(
+        self, changes: list[Any], tiers: TierRepository
+    ) -> list[tuple[str | None, str]]:
+        """The changes into the history and the outbox, in order: records the engine built,
+        and those of changes it left to the Python publisher."""
+        history, changed, latest, moves = [], [], [], []
+        for item in changes:
+            if item[0]:
+                _, change_id, customer, at, key, value, headers, last, last_headers, was, now = item
+                history.append(HistoryEntry(change_id, customer, instant(at), value))
+                changed.append(Record(key, value, headers))
+                latest.append(Record(key, last, last_headers))
+                moves.append((was, now))
+            else:
+                change = change_of(item[1:], self._standard, self._tiers)
+                one, other = change_records(change, self._scoring.zone)
+                history.append(
+                    HistoryEntry(
+                        change.change_id, change.customer_id, change.after.since, one.value
+                    )
+                )
+                changed.append(one)
+                latest.append(other)
+                moves.append(
+                    (None if change.before is None else change.before.tier.id, change.after.tier.id)
+                )
+        if history:
+            outbox = Outbox(self._session)
+            await tiers.add_history(history)
+            await outbox.add(self._topics.tier_changes, changed)
+            await outbox.add(self._topics.customer_tiers, latest)
+        return moves
 
     async def _load_due(self, partition: int, day: int) -> None:
         after = ""

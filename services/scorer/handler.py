@@ -143,7 +143,9 @@ class ScorerHandler:
             topics=self._topics,
         )
         sorted_ = {p: _Sorted() for p in batch}
-        engine = None if self._compiled is None else self._compiled.engine(standard)
+        engine = None
+        if self._compiled is not None:
+            engine = self._compiled.engine(standard, self._standards.known)
         compiled: CompiledBatch | None = None
         fresh: dict[int, list[_Good]] = {}
         firsts: dict[int, datetime | None]
@@ -178,7 +180,7 @@ class ScorerHandler:
             await work.flush()
         else:
             await work.flush()  # the re-tier's and sweep's rows first: the engine loads them
-            work.emitted += await compiled.score(parts, wall)
+            self._tally.add_transitions(await compiled.score(parts, wall))
         letters = [letter for one in sorted_.values() for letter in one.letters]
         await Outbox(session).add(self._topics.dead_letters, letters)
         for part in parts.values():

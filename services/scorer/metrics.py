@@ -52,9 +52,15 @@ class Tally:
             self.event_lag[partition] = max((wall - last_event_time).total_seconds(), 0)
 
     def add_changes(self, changes: Iterable[_Changed]) -> None:
-        for change in changes:
-            before = "none" if change.before is None else change.before.tier.id
-            self.transitions[(before, change.after.tier.id)] += 1
+        self.add_transitions(
+            (None if change.before is None else change.before.tier.id, change.after.tier.id)
+            for change in changes
+        )
+
+    def add_transitions(self, moves: Iterable[tuple[str | None, str]]) -> None:
+        """Tier changes as (from tier, None: initial; to tier)."""
+        for before, after in moves:
+            self.transitions[("none" if before is None else before, after)] += 1
 
 
 class ScorerMetrics(LoopMetrics):

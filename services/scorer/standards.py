@@ -7,6 +7,7 @@ one instance at a time at most every `refresh` and shared through PostgreSQL.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -61,6 +62,11 @@ class Standards:
         if self._standard is None:
             raise RuntimeError("the standards was not loaded (Standards.refresh)")
         return self._standard
+
+    @property
+    def known(self) -> Mapping[str, Ruleset]:
+        """Every ruleset this instance loaded (the active one and those active before)."""
+        return self._known
 
     def tier(self, version: str, tier_id: str) -> Tier:
         """A tier of any ruleset ever activated (the stored tier of a customer who has not
