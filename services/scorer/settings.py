@@ -35,7 +35,7 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
     window_short_days: int = Field(90, ge=1)
     window_interactions_days: int = Field(30, ge=1)
     as_of_history_days: int = Field(365, ge=0, description="how far back as_of can look")
-    max_poll_records: int = Field(2000, ge=1)
+    max_poll_records: int = Field(5000, ge=1)
     session_timeout_seconds: float = Field(
         30.0,
         ge=6,
