@@ -6,8 +6,11 @@ given for one instance and for two (this machine has two cores).
 - throughput: a pre-filled topic to caught-up state (offsets committed, outbox published),
   beside raw aiokafka consumption of the same topic and beside the same scorer with one
   transaction per event (max_poll_records=1, the naive loop); with the 1-instance run, the
-  scorer's CPU per event and its state per customer, and the same events with SPEC §10's
-  example ruleset beside them, on the wall clock and on the event clock (bench/declared.py).
+  scorer's CPU per event (and PostgreSQL's and the broker's) and its state per customer, and
+  the same events with SPEC §10's example ruleset beside them, on the wall clock and on the
+  event clock (bench/declared.py); the quix-streams peer (bench/peer/) consumes the same
+  pre-filled topic after the 1-instance run, once on each clock, and the scorer's events/s
+  and CPU per event are given as ratios to its;
   Two instances: they are started and their group settles first, then the topic is filled
   while they run (a fill at the raw producer's speed), and the clock runs from the fill's
   start, so the first instance does not have the topic to itself while the second starts;
@@ -38,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench import arrivals, declared, rescoring
 from bench.figure import Figure
 from bench.ingest import ingest_process
+from bench.peer import run as peer
 from bench.scorers import PARTITIONS, database, new_topics, scorers, settled
 from harness.processes import caught_up, committed, wait_for
 from harness.scorer_run import produce, records
@@ -46,6 +50,7 @@ from schemas.v1 import topics
 SCALE = float(os.environ.get("TIERSTREAM_BENCH_SCALE", "1"))
 INSTANCES = (1, 2)
 TARGET_RATE = 5000  # events/s of the latency target
+CLOCKS: tuple[peer.Clock, ...] = ("wall", "event")
 
 
 def run(bootstrap: str, server_url: str) -> list[Figure]:
@@ -67,6 +72,7 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
     asyncio.run(produce(bootstrap, topic, batch))
     raw = asyncio.run(_raw_consume(bootstrap, topic, total))
     one = declared.measure(bootstrap, server_url, batch, prefix=prefix)
+    peers = {clock: peer.measure(bootstrap, batch, clock=clock, prefix=prefix) for clock in CLOCKS}
     naive_count = min(3000, total)
     with scorers(bootstrap, database(server_url), prefix, max_poll_records=1) as running:
         started = time.monotonic()
@@ -105,8 +111,8 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
             naive / rate,
         ),
         Figure("RSS after the 1-instance throughput run", one.rss_mib, "MiB", target="<= 400 MB"),
-        *declared.figures(one, example, default_rate=False),
-        *declared.figures(*replay),
+        *declared.figures(one, example, default_rate=False, peer_run=peers["wall"]),
+        *declared.figures(*replay, peer_run=peers["event"]),
     ]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from harness.databases import create_database, database_on
-from harness.processes import ServiceProcess, service, wait_for
+from harness.processes import CodeTree, ServiceProcess, service, wait_for
 from harness.stack import free_port
 from services import migrations
 from services.db.engine import create_engine, sessions
@@ -35,10 +35,33 @@ def scorers(
     bootstrap: str, url: str, prefix: str, instances: int = 1, **settings: object
 ) -> Iterator[list[ServiceProcess]]:
     """`instances` scorer processes in one new consumer group, each ready when yielded."""
+    with _group(None, bootstrap, url, prefix, instances=instances, settings=settings) as running:
+        yield running
+
+
+@contextmanager
+def scorers_from(
+    tree: CodeTree, bootstrap: str, url: str, prefix: str, instances: int = 1, **settings: object
+) -> Iterator[list[ServiceProcess]]:
+    """The same, run from `tree`'s code (bench/ab.py) instead of this checkout's."""
+    with _group(tree, bootstrap, url, prefix, instances=instances, settings=settings) as running:
+        yield running
+
+
+@contextmanager
+def _group(
+    tree: CodeTree | None,
+    bootstrap: str,
+    url: str,
+    prefix: str,
+    *,
+    instances: int,
+    settings: dict[str, object],
+) -> Iterator[list[ServiceProcess]]:
     group = f"bench-{uuid.uuid4().hex[:8]}"
     with ExitStack() as stack:
         running = [
-            stack.enter_context(_scorer(bootstrap, url, prefix, group, settings))
+            stack.enter_context(_scorer(bootstrap, url, prefix, group, settings, tree=tree))
             for _ in range(instances)
         ]
         for one in running:
@@ -48,7 +71,13 @@ def scorers(
 
 @contextmanager
 def _scorer(
-    bootstrap: str, url: str, prefix: str, group: str, settings: dict[str, object]
+    bootstrap: str,
+    url: str,
+    prefix: str,
+    group: str,
+    settings: dict[str, object],
+    *,
+    tree: CodeTree | None = None,
 ) -> Iterator[ServiceProcess]:
     port = free_port()
     env = {
@@ -60,7 +89,7 @@ def _scorer(
         "TIERSTREAM_LOG_LEVEL": "WARNING",
     }
     env |= {f"TIERSTREAM_SCORER_{name.upper()}": str(value) for name, value in settings.items()}
-    with service("services.scorer.main", port, env) as running:
+    with service("services.scorer.main", port, env, tree) as running:
         yield running
 
 
@@ -167,10 +196,14 @@ def new_topics(bootstrap: str) -> str:
     return prefix
 
 
-def database(server_url: str) -> str:
-    """A new database, migrated."""
+def database(server_url: str, tree: CodeTree | None = None) -> str:
+    """A new database, migrated; by `tree`'s migrations when given (its `tierstream db
+    migrate`, in its own process)."""
     url = _new_database(server_url)
-    migrations.upgrade(url)
+    if tree is None:
+        migrations.upgrade(url)
+    else:
+        tree.python("-m", "services.cli", "db", "migrate", "--url", url)
     return url
 
 

@@ -33,15 +33,55 @@ class ServiceProcess:
         return self.process.wait(timeout)
 
 
+@dataclass(frozen=True)
+class CodeTree:
+    """A checkout whose code a process runs (bench/ab.py: the two sides of an A/B), with this
+    interpreter and its packages: the process starts in `root`, which leads its PYTHONPATH,
+    after `site` when given (the tree's own compiled modules, built from its native/)."""
+
+    root: Path
+    site: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        """What a process's environment gets to run this tree's code."""
+        paths = [str(p) for p in (self.site, self.root) if p is not None]
+        if os.environ.get("PYTHONPATH"):
+            paths.append(os.environ["PYTHONPATH"])
+        return {"PYTHONPATH": os.pathsep.join(paths)}
+
+    def python(self, *args: str) -> str:
+        """Runs this interpreter on `args` in the tree; its standard output. RuntimeError with
+        the end of its standard error when it fails."""
+        done = subprocess.run(
+            [sys.executable, *args],
+            cwd=self.root,
+            env={**os.environ, **self.env()},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"python {' '.join(args)[:200]} in {self.root} exited {done.returncode}: "
+                f"{done.stderr[-3000:]}"
+            )
+        return done.stdout
+
+
 @contextmanager
-def service(module: str, port: int, env: Mapping[str, str]) -> Iterator[ServiceProcess]:
+def service(
+    module: str, port: int, env: Mapping[str, str], tree: CodeTree | None = None
+) -> Iterator[ServiceProcess]:
+    """`python -m module`, healthy when yielded; from `tree` when given, else as this process
+    runs (its working directory and path)."""
     log = scratch_dir(module.rsplit(".", 2)[-2]) / "service.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", module],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
+            env={**os.environ, **env, **(tree.env() if tree else {})},
+            cwd=None if tree is None else tree.root,
         )
     running = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
     try:

@@ -53,17 +53,30 @@ class Expected:
 
 
 def generate(
-    customers: int, events: int, *, days: int = 60, seed: int = 7, attributes: bool = False
+    customers: int,
+    events: int,
+    *,
+    days: int = 60,
+    seed: int = 7,
+    attributes: bool = False,
+    end: date | None = None,
 ) -> Workload:
     """With `attributes`, every transaction carries `attributes: {"line": ...}` (hardware,
     software or services) and every interaction a channel among all of the contract's but
     "other" (email most often, events rarely), instead of call, meeting or email alike. Those
     are drawn from a second generator: every other field of every event, the order and the
-    facts (which keep what the built-in features read) are those of the call without it."""
+    facts (which keep what the built-in features read) are those of the call without it.
+
+    The history's `days` are drawn from 730 days from 2023-06-01 (the whole history is in
+    the past, whenever the test runs); with `end`, every date is shifted so that the last
+    day is `end` (a history that ends today: its windows are full at the wall clock). The
+    shift changes nothing else: the same events, a whole number of days later or earlier."""
     rng = random.Random(seed)
     extra = random.Random(f"{seed}-attributes") if attributes else None
-    start = date(2023, 6, 1)  # the whole history is in the past, whenever the test runs
+    start = date(2023, 6, 1)
     dates = sorted(rng.sample(range(730), days))
+    if end is not None:
+        start = end - timedelta(days=dates[-1])
     ids = [f"W-{n:05d}" for n in range(customers)]
     # a few customers order much more than most (capped so that the oracle stays fast)
     weights = [min(rng.paretovariate(1.5), 15.0) for _ in ids]
