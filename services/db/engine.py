@@ -33,9 +33,15 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 async def driver_connection(session: AsyncSession) -> Any:
     """The asyncpg connection under the session, inside the session's transaction: for the
-    few reads too large for the ORM's rows (positional parameters, tuples out)."""
+    statements whose rows or parameters are too many for the ORM (positional parameters,
+    tuples out). SQLAlchemy's asyncpg adapter sends BEGIN only before its own first
+    statement; when the session has sent none yet, the transaction is begun here, or a
+    statement sent on the driver would commit on its own."""
     connection = await (await session.connection()).get_raw_connection()
     driver = connection.driver_connection
     if driver is None:
         raise RuntimeError("the session's database connection is closed")
+    adapter: Any = connection.dbapi_connection
+    if getattr(adapter, "_transaction", True) is None:
+        await adapter._start_transaction()  # the adapter's own lazy BEGIN
     return driver
