@@ -15,7 +15,7 @@ use crate::event::{self, Money};
 use crate::fact::{Attr, Attributes, Fact, Kind, Profile};
 use crate::records;
 use crate::rules::{FxMap, Rules};
-use crate::state::{Features, State, Windows};
+use crate::state::{FeatureRow, Features, State, Windows};
 use crate::zone::Zone;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -136,39 +136,10 @@ fn attrs_of(list: &Bound<'_, PyAny>) -> PyResult<Attributes> {
     Ok(out)
 }
 
-fn attrs_to<'py>(py: Python<'py>, attributes: &Attributes) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::empty(py);
-    for (k, v) in attributes {
-        let value: Bound<'py, PyAny> = match v {
-            Attr::Str(s) => s.into_pyobject(py)?.into_any(),
-            Attr::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
-            Attr::Int(i) => i.into_pyobject(py)?.into_any(),
-            Attr::Float(f) => f.into_pyobject(py)?.into_any(),
-        };
-        list.append((k, value))?;
-    }
-    Ok(list)
-}
-
 /// (id, label zh, label en, rank, high_value)
 type TierRow = (String, String, String, i64, bool);
 /// (threshold mode, the ruleset's tiers, other versions' tiers by version)
 type RecordsSpec = (String, Vec<TierRow>, Vec<(String, Vec<TierRow>)>);
-
-type FeatureTuple = (i32, Option<i64>, i64, i64, i64, i64, i64, i64);
-
-fn feature_tuple(f: &Features) -> FeatureTuple {
-    (
-        f.day,
-        f.recency_days,
-        f.frequency,
-        f.monetary,
-        f.frequency_90d,
-        f.monetary_90d,
-        f.interactions_30d,
-        f.tenure_days,
-    )
-}
 
 impl Engine {
     /// `scoring.judge`: the standing the features give, and the change from `standing`.
@@ -828,17 +799,6 @@ impl Engine {
         Ok(parts)
     }
 
-    /// The event clock's sweep of the customers held, for `day` (`Workset.sweep_loaded`).
-    fn sweep_loaded(
-        &mut self,
-        py: Python<'_>,
-        partition: i32,
-        day: i32,
-        now_us: i64,
-    ) -> PyResult<()> {
-        self.sweep(py, partition, day, now_us)
-    }
-
     /// The changed customers as the save statement's columns (customer_id, state, tier,
     /// since µs, version, partition, due_day, change_id, frequency, monetary,
     /// frequency_short, monetary_short, interactions, first_day, last_purchase_day,
@@ -960,40 +920,11 @@ impl Engine {
                 c.customer_id,
                 before,
                 Engine::standing_tuple(py, &c.after)?,
-                feature_tuple(&c.features),
+                c.features.row(),
                 cause,
             ))?;
         }
         Ok(out)
-    }
-
-    /// How many customers the transaction holds.
-    fn held(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// A customer's state bytes and standing as held (tests compare them with Python's).
-    fn entry<'py>(&self, py: Python<'py>, customer: &str) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(e) = self.entries.get(customer) else {
-            return Ok(None);
-        };
-        let encoded = match &e.encoded {
-            Some(b) => b.clone(),
-            None => codec::encode(&e.state),
-        };
-        let standing = match &e.standing {
-            None => py.None().into_bound(py),
-            Some(s) => Engine::standing_tuple(py, s)?.into_any(),
-        };
-        Ok(Some(PyTuple::new(
-            py,
-            [
-                PyBytes::new(py, &encoded).into_any(),
-                standing,
-                e.change_id.clone().into_pyobject(py)?.into_any(),
-                e.partition.into_pyobject(py)?.into_any(),
-            ],
-        )?))
     }
 }
 
@@ -1021,7 +952,7 @@ pub fn replay<'py>(
     today: i32,
 ) -> PyResult<(
     Bound<'py, PyBytes>,
-    Option<FeatureTuple>,
+    Option<FeatureRow>,
     (i32, i32, i32, Option<i32>, i64, i64, i64, i64, i64),
 )> {
     let w = Windows {
@@ -1067,9 +998,8 @@ pub fn replay<'py>(
         state = Some(State::apply(state, &fact, &w));
     }
     let state = state.ok_or_else(|| pyo3::exceptions::PyValueError::new_err("no facts"))?;
-    let features = state.features(today, &w).map(|f| feature_tuple(&f));
+    let features = state.features(today, &w).map(|f| f.row());
     let snap = state.snapshot(today, &w);
-    let _ = attrs_to(py, &Vec::new())?;
     Ok((
         PyBytes::new(py, &codec::encode(&state)),
         features,

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::state::Features;
-use crate::zone::EPOCH_ORDINAL;
+use crate::zone::{Zone, EPOCH_ORDINAL};
 
 /// `publisher.SOURCE`
 const SOURCE: &[u8] = b"tierstream/scorer";
@@ -101,8 +101,7 @@ pub struct Thresholds {
 pub struct RecordContext {
     thresholds: Thresholds,
     thresholds_json: Vec<u8>, // ,"thresholds":{…},"ruleset_version":
-    changes: Vec<(i64, i64)>, // (first UTC second, offset in seconds), sorted
-    until: i64,
+    zone: Zone,
 }
 
 /// What caused a change (the change's `cause`).
@@ -158,26 +157,11 @@ impl RecordContext {
         json.extend_from_slice(b"\",\"monetary\":\"");
         money(&mut json, thresholds.monetary);
         json.extend_from_slice(b"\"},\"ruleset_version\":");
-        let mut changes = offsets.to_vec();
-        changes.sort_unstable();
         RecordContext {
             thresholds,
             thresholds_json: json,
-            changes,
-            until,
+            zone: Zone::new(offsets.to_vec(), until),
         }
-    }
-
-    /// The UTC offset in seconds at a UTC second, or None outside the table (`Zone::offset`).
-    fn offset(&self, utc_s: i64) -> Option<i64> {
-        if utc_s >= self.until {
-            return None;
-        }
-        let i = self.changes.partition_point(|&(start, _)| start <= utc_s);
-        if i == 0 {
-            return None;
-        }
-        Some(self.changes[i - 1].1)
     }
 
     /// `scoring.day_start`: the UTC second the local day `day` (an ordinal) begins, or None
@@ -188,16 +172,13 @@ impl RecordContext {
     pub fn day_start(&self, day: i32) -> Option<i64> {
         let local = (day as i64 - EPOCH_ORDINAL) * DAY_S;
         let (low, high) = (local - DAY_S, local + DAY_S);
-        let first = self.offset(low)?;
-        self.offset(high)?;
-        let from = self.changes.partition_point(|&(start, _)| start <= low);
-        let to = self.changes.partition_point(|&(start, _)| start <= high);
+        let first = self.zone.offset(low)?;
+        self.zone.offset(high)?;
         let mut found: Option<i64> = None;
-        let candidates =
-            std::iter::once(first).chain(self.changes[from..to].iter().map(|&(_, o)| o));
+        let candidates = std::iter::once(first).chain(self.zone.offsets_within(low, high));
         for offset in candidates {
             let utc = local - offset;
-            if utc > low && utc < high && self.offset(utc) == Some(offset) {
+            if utc > low && utc < high && self.zone.offset(utc) == Some(offset) {
                 match found {
                     None => found = Some(utc),
                     Some(u) if u == utc => {}

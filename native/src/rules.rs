@@ -140,17 +140,7 @@ impl Rules {
         let found = match self.memo.get(&key) {
             Some(&i) => i,
             None => {
-                let args = (
-                    f.day,
-                    f.recency_days,
-                    f.frequency,
-                    f.monetary,
-                    f.frequency_90d,
-                    f.monetary_90d,
-                    f.interactions_30d,
-                    f.tenure_days,
-                );
-                let i: i32 = self.decide.call1(py, (args,))?.extract(py)?;
+                let i: i32 = self.decide.call1(py, (f.row(),))?.extract(py)?;
                 if self.memo.len() >= MEMO_SIZE {
                     self.memo.clear();
                 }
@@ -173,20 +163,9 @@ impl Rules {
     ) -> PyResult<bool> {
         match &self.hold {
             None => Ok(false),
-            Some(hold) => {
-                let features = (
-                    f.day,
-                    f.recency_days,
-                    f.frequency,
-                    f.monetary,
-                    f.frequency_90d,
-                    f.monetary_90d,
-                    f.interactions_30d,
-                    f.tenure_days,
-                );
-                hold.call1(py, (features, tier, since_us, candidate))?
-                    .extract(py)
-            }
+            Some(hold) => hold
+                .call1(py, (f.row(), tier, since_us, candidate))?
+                .extract(py),
         }
     }
 

@@ -72,6 +72,24 @@ pub struct Features {
     pub tenure_days: i64,
 }
 
+/// Features as Python's `Features` takes them positionally (the first eight fields).
+pub type FeatureRow = (i32, Option<i64>, i64, i64, i64, i64, i64, i64);
+
+impl Features {
+    pub fn row(&self) -> FeatureRow {
+        (
+            self.day,
+            self.recency_days,
+            self.frequency,
+            self.monetary,
+            self.frequency_90d,
+            self.monetary_90d,
+            self.interactions_30d,
+            self.tenure_days,
+        )
+    }
+}
+
 /// `snapshot.py`'s Snapshot: the features' parts at `day`, good until `stable_until`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {

@@ -32,6 +32,14 @@ impl Zone {
         Some(self.changes[i - 1].1)
     }
 
+    /// The offsets that begin in (low, high]: the only ones besides the offset at `low` in
+    /// force anywhere in that span.
+    pub fn offsets_within(&self, low: i64, high: i64) -> impl Iterator<Item = i64> + '_ {
+        let from = self.changes.partition_point(|&(start, _)| start <= low);
+        let to = self.changes.partition_point(|&(start, _)| start <= high);
+        self.changes[from..to].iter().map(|&(_, offset)| offset)
+    }
+
     /// The local day ordinal of a UTC instant in µs since the epoch.
     pub fn local_day(&self, utc_us: i64) -> Option<i32> {
         let offset = self.offset(utc_us.div_euclid(1_000_000))?;

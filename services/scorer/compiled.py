@@ -8,7 +8,7 @@ The compiled path carries rulesets whose tiers are functions of the built-in fea
 scored by the Python core (`supports`)."""
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 import tierstream_native
@@ -33,10 +33,9 @@ from services.scorer.core.scoring import (
     held,
 )
 from services.scorer.core.state import NOTHING, Features
+from services.scorer.decoding import EPOCH, MICROSECOND
 from services.scorer.rescoring import TierLookup
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 FeatureRow = tuple[int, int | None, int, int, int, int, int, int]
 StandingRow = tuple[str, int, str]
 

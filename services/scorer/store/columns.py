@@ -23,8 +23,21 @@ _DUE = """
     FROM customers WHERE partition = $1 AND due_day <= $2 AND customer_id > $3
     ORDER BY customer_id LIMIT $4
 """
+# a saved customer's row replaces the stored one (both saves: here and customers.py)
+UPSERT = """
+    ON CONFLICT (customer_id) DO UPDATE SET
+        state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
+        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
+        due_day = excluded.due_day, change_id = excluded.change_id,
+        frequency = excluded.frequency, monetary = excluded.monetary,
+        frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
+        interactions = excluded.interactions, first_day = excluded.first_day,
+        last_purchase_day = excluded.last_purchase_day, scored_day = excluded.scored_day,
+        stable_until = excluded.stable_until, updated_at = now()
+"""
 # an instant from µs: interval * float8, exact below 2^53 µs (the year 2255)
-_SAVE = """
+_SAVE = (
+    """
     INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, partition,
                            due_day, change_id, frequency, monetary, frequency_short,
                            monetary_short, interactions, first_day, last_purchase_day,
@@ -40,16 +53,9 @@ _SAVE = """
         AS u(customer_id, state, tier, since, version, partition, due_day, change_id,
              frequency, monetary, frequency_short, monetary_short, interactions, first_day,
              last_purchase_day, scored_day, stable_until)
-    ON CONFLICT (customer_id) DO UPDATE SET
-        state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
-        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
-        due_day = excluded.due_day, change_id = excluded.change_id,
-        frequency = excluded.frequency, monetary = excluded.monetary,
-        frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
-        interactions = excluded.interactions, first_day = excluded.first_day,
-        last_purchase_day = excluded.last_purchase_day, scored_day = excluded.scored_day,
-        stable_until = excluded.stable_until, updated_at = now()
-"""
+"""  # noqa: S608 - two constants, no input
+    + UPSERT
+)
 _RECORD = """
     INSERT INTO scorer_events (source, id, digest)
     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db.engine import driver_connection
 from services.scorer.core.snapshot import Snapshot
+from services.scorer.store.columns import UPSERT, ColumnRepository
 
 Seen = Literal["new", "duplicate", "conflict"]
+_SEEN: tuple[Seen, Seen, Seen] = ("new", "duplicate", "conflict")  # by columns' NEW, SEEN, ..
 
 
 class StoredCustomer(NamedTuple):
@@ -50,17 +52,6 @@ class Rescheduled(NamedTuple):
     snapshot: Snapshot
 
 
-_RECORD = text("""
-    INSERT INTO scorer_events (source, id, digest)
-    SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
-                         CAST(:digests AS bytea[]))
-    ON CONFLICT (source, id) DO NOTHING
-    RETURNING source, id
-""")
-_DIGESTS = text("""
-    SELECT source, id, digest FROM scorer_events
-    WHERE (source, id) IN (SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[])))
-""")
 _FORGET = text("""
     DELETE FROM scorer_events WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM scorer_events
@@ -95,7 +86,8 @@ _PAGE = """
     FROM customers WHERE partition = $1 AND customer_id > $3
     ORDER BY customer_id LIMIT $4
 """
-_SAVE = text("""
+_SAVE = text(
+    """
     INSERT INTO customers (customer_id, state, tier, tier_since, ruleset_version, partition,
                            due_day, change_id, frequency, monetary, frequency_short,
                            monetary_short, interactions, first_day, last_purchase_day,
@@ -108,16 +100,9 @@ _SAVE = text("""
         CAST(:monetaries_short AS bigint[]), CAST(:interactions AS int[]),
         CAST(:first_days AS int[]), CAST(:last_purchases AS int[]),
         CAST(:scored_days AS int[]), CAST(:stable_untils AS int[]))
-    ON CONFLICT (customer_id) DO UPDATE SET
-        state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
-        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
-        due_day = excluded.due_day, change_id = excluded.change_id,
-        frequency = excluded.frequency, monetary = excluded.monetary,
-        frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
-        interactions = excluded.interactions, first_day = excluded.first_day,
-        last_purchase_day = excluded.last_purchase_day, scored_day = excluded.scored_day,
-        stable_until = excluded.stable_until, updated_at = now()
-""")
+"""  # noqa: S608 - two constants, no input
+    + UPSERT
+)
 _RESCORED = text("""
     UPDATE customers c SET
         tier = u.tier, tier_since = u.tier_since, ruleset_version = u.ruleset_version,
@@ -174,30 +159,15 @@ class ScorerRepository:
     ) -> dict[tuple[str, str], Seen]:
         """Marks (source, id, digest) as seen. Keys must be unique within the call (the
         caller dedupes a batch first); a key seen before is a duplicate, or a conflict
-        when its content digest differs."""
+        when its content digest differs (the statements: columns.py)."""
         if not events:
             return {}
         sources, ids, digests = (list(column) for column in zip(*events, strict=True))
-        inserted = {
-            (row.source, row.id)
-            for row in await self._session.execute(
-                _RECORD, {"sources": sources, "ids": ids, "digests": digests}
-            )
+        statuses = await ColumnRepository(self._session).record_events(sources, ids, digests)
+        return {
+            (source, event_id): _SEEN[status]
+            for source, event_id, status in zip(sources, ids, statuses, strict=True)
         }
-        seen: dict[tuple[str, str], Seen] = dict.fromkeys(inserted, "new")
-        others = [(s, i, d) for s, i, d in events if (s, i) not in inserted]
-        if others:
-            stored = {
-                (row.source, row.id): bytes(row.digest)
-                for row in await self._session.execute(
-                    _DIGESTS,
-                    {"sources": [s for s, _, _ in others], "ids": [i for _, i, _ in others]},
-                )
-            }
-            for source, event_id, digest in others:
-                same = stored.get((source, event_id)) == digest
-                seen[(source, event_id)] = "duplicate" if same else "conflict"
-        return seen
 
     async def forget_events(self, older_than_days: int, limit: int) -> int:
         """Forgets up to `limit` events seen more than `older_than_days` ago; one instance at
