@@ -15,7 +15,7 @@ use crate::event::{self, Money};
 use crate::fact::{Attr, Attributes, Fact, Kind, Profile};
 use crate::records;
 use crate::rules::{FxMap, Rules};
-use crate::state::{FeatureRow, Features, State, Windows};
+use crate::state::{FeatureRow, Features, Snapshot, State, Totals, Windows};
 use crate::zone::Zone;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -245,8 +245,12 @@ impl Engine {
     /// `entries.due_day`: the first day the tier may change with no new event.
     fn due(&self, state: &State, today: i32, standing: Option<&Standing>) -> PyResult<i32> {
         let snap = state.snapshot(today, &self.windows);
-        let today = today.max(state.anchor);
-        let mut due = self.rules.due_from(&snap, today);
+        self.due_snapped(&snap, today.max(state.anchor), standing)
+    }
+
+    /// The same from the snapshot at `today` (`due_from`, then `due_beyond`'s dwell).
+    fn due_snapped(&self, snap: &Snapshot, today: i32, standing: Option<&Standing>) -> PyResult<i32> {
+        let mut due = self.rules.due_from(snap, today);
         if self.rules.min_days_in_tier != 0 {
             if due <= today + 1 {
                 return Ok(due);
@@ -797,6 +801,167 @@ impl Engine {
             }
         }
         Ok(parts)
+    }
+
+    /// The re-tier's and the wall clock's sweep's customers, rescored from their stored rows
+    /// (`rescoring.Rescorer`, which it is held equal to): rows as `columns._RESCAN` reads
+    /// them — (customer_id, state or None when the stored snapshot covers `day`, tier, since
+    /// µs, version, partition, due_day, change_id, scored_day, stable_until, first_day,
+    /// last_purchase_day, frequency, monetary, frequency_short, monetary_short,
+    /// interactions) — judged at `day` for `reason` ("time_passed", "ruleset_activated",
+    /// "thresholds_refreshed") with `detail`. Returns the columns of the rows whose tier
+    /// moved (customer_id, tier, since µs, version, change_id, due_day and the snapshot's
+    /// nine columns), of those whose due day or snapshot alone moved (customer_id, due_day
+    /// and the nine), and the tier counts' deltas as (partition, tier, delta). The changes
+    /// join the transaction's (`changes`).
+    #[allow(clippy::type_complexity)]
+    fn rescore<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyList>,
+        day: i32,
+        now_us: i64,
+        reason: &str,
+        detail: String,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyTuple>, Vec<(i32, String, i64)>)> {
+        let reason: &'static str = match reason {
+            "time_passed" => "time_passed",
+            "ruleset_activated" => "ruleset_activated",
+            "thresholds_refreshed" => "thresholds_refreshed",
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "not a clock reason: {other:?}"
+                )))
+            }
+        };
+        let moved: Vec<Bound<'py, PyList>> = (0..15).map(|_| PyList::empty(py)).collect();
+        let rescheduled: Vec<Bound<'py, PyList>> = (0..11).map(|_| PyList::empty(py)).collect();
+        let mut counts: FxMap<(i32, String), i64> = FxMap::default();
+        let stability = self.rules.has_stability();
+        for row in rows.iter() {
+            let customer: String = row.get_item(0)?.extract()?;
+            let encoded = row.get_item(1)?;
+            let tier: Option<String> = row.get_item(2)?.extract()?;
+            let since: Option<i64> = row.get_item(3)?.extract()?;
+            let version: Option<String> = row.get_item(4)?.extract()?;
+            let partition: i32 = row.get_item(5)?.extract()?;
+            let stored_due: i32 = row.get_item(6)?.extract()?;
+            let stored_change: Option<String> = row.get_item(7)?.extract()?;
+            let state_sent = !encoded.is_none();
+            let snap = if state_sent {
+                let bytes: &[u8] = encoded.downcast::<PyBytes>()?.as_bytes();
+                let state = codec::decode(bytes, &self.windows).map_err(|e| {
+                    pyo3::exceptions::PyValueError::new_err(format!("customer {customer}: {}", e.0))
+                })?;
+                state.snapshot(day, &self.windows)
+            } else {
+                let scored: i32 = row.get_item(8)?.extract()?;
+                let until: i32 = row.get_item(9)?.extract()?;
+                if !(scored <= day && day < until) {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "customer {customer} came without its state for day {day}"
+                    )));
+                }
+                Snapshot {
+                    day: scored,
+                    stable_until: until,
+                    first_day: row.get_item(10)?.extract()?,
+                    last_purchase: row.get_item(11)?.extract()?,
+                    totals: Totals {
+                        frequency: row.get_item(12)?.extract()?,
+                        monetary: row.get_item(13)?.extract()?,
+                        frequency_short: row.get_item(14)?.extract()?,
+                        monetary_short: row.get_item(15)?.extract()?,
+                        interactions: row.get_item(16)?.extract()?,
+                    },
+                }
+            };
+            let today = day.max(snap.day);
+            let features = snap.features(today);
+            let standing = match (&tier, since) {
+                (Some(t), Some(s)) => Some(Standing {
+                    tier: t.clone(),
+                    since_us: s,
+                    version: version.unwrap_or_else(|| self.rules.version.clone()),
+                }),
+                _ => None,
+            };
+            let mut due = self.rules.due_from(&snap, today);
+            let (after, change) = if !stability {
+                let candidate = match self.rules.candidate(py, &features)? {
+                    Some(c) => c,
+                    None => return Err(no_tier(py, &customer, &self.rules.version)),
+                };
+                if tier.as_deref() == Some(self.rules.tiers[candidate].as_str()) {
+                    (None, None)
+                } else {
+                    let cause = Cause::Clock(reason, detail.clone());
+                    let (after, change) =
+                        self.judge(py, &customer, features, standing, cause, now_us)?;
+                    (Some(after), change)
+                }
+            } else {
+                let cause = Cause::Clock(reason, detail.clone());
+                let (after, change) = self.judge(py, &customer, features, standing, cause, now_us)?;
+                due = self.due_snapped(&snap, today, Some(&after))?;
+                if change.is_none() && tier.as_deref() == Some(after.tier.as_str()) {
+                    (None, None)
+                } else {
+                    (Some(after), change)
+                }
+            };
+            let snapshot_columns = |out: &[Bound<'py, PyList>]| -> PyResult<()> {
+                let t = &snap.totals;
+                out[0].append(t.frequency)?;
+                out[1].append(t.monetary)?;
+                out[2].append(t.frequency_short)?;
+                out[3].append(t.monetary_short)?;
+                out[4].append(t.interactions)?;
+                out[5].append(snap.first_day)?;
+                out[6].append(snap.last_purchase)?;
+                out[7].append(snap.day)?;
+                out[8].append(snap.stable_until)
+            };
+            match after {
+                None => {
+                    if reason != "time_passed" && due >= stored_due && !state_sent {
+                        continue; // the tier stands, the due day is no earlier, the snapshot is stored
+                    }
+                    rescheduled[0].append(&customer)?;
+                    rescheduled[1].append(due)?;
+                    snapshot_columns(&rescheduled[2..])?;
+                }
+                Some(after) => {
+                    if tier.as_deref() != Some(after.tier.as_str()) {
+                        if let Some(t) = &tier {
+                            *counts.entry((partition, t.clone())).or_insert(0) -= 1;
+                        }
+                        *counts.entry((partition, after.tier.clone())).or_insert(0) += 1;
+                    }
+                    let change_id = match &change {
+                        Some(c) => Some(c.change_id.clone()),
+                        None => stored_change,
+                    };
+                    moved[0].append(&customer)?;
+                    moved[1].append(&after.tier)?;
+                    moved[2].append(after.since_us)?;
+                    moved[3].append(&after.version)?;
+                    moved[4].append(change_id)?;
+                    moved[5].append(due)?;
+                    snapshot_columns(&moved[6..])?;
+                    if let Some(c) = change {
+                        self.changes.push(c);
+                    }
+                }
+            }
+        }
+        let mut deltas: Vec<(i32, String, i64)> = counts
+            .into_iter()
+            .filter(|(_, d)| *d != 0)
+            .map(|((p, t), d)| (p, t, d))
+            .collect();
+        deltas.sort_unstable();
+        Ok((PyTuple::new(py, moved)?, PyTuple::new(py, rescheduled)?, deltas))
     }
 
     /// The changed customers as the save statement's columns (customer_id, state, tier,

@@ -100,6 +100,23 @@ pub struct Snapshot {
     pub totals: Totals,
 }
 
+impl Snapshot {
+    /// `Snapshot.features`: the features at `today`; only meaningful while the snapshot
+    /// covers `today` (day <= today < stable_until).
+    pub fn features(&self, today: i32) -> Features {
+        Features {
+            day: today,
+            recency_days: self.last_purchase.map(|d| (today - d) as i64),
+            frequency: self.totals.frequency,
+            monetary: self.totals.monetary,
+            frequency_90d: self.totals.frequency_short,
+            monetary_90d: self.totals.monetary_short,
+            interactions_30d: self.totals.interactions,
+            tenure_days: (today - self.first_day) as i64,
+        }
+    }
+}
+
 /// Python's `date.max.toordinal()`.
 pub const FOREVER: i32 = 3_652_059;
 

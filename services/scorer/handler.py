@@ -28,12 +28,14 @@ from services.effectively_once.record import Record
 from services.rejections import Located, rejected
 from services.scorer.compiled import Compiled
 from services.scorer.compiled_batch import CompiledBatch
+from services.scorer.compiled_rescoring import CompiledRescoring
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
 from services.scorer.core.scoring import ClockReason, EventCause
 from services.scorer.decoding import Incoming, Poison, decode
 from services.scorer.metrics import ScorerMetrics, Tally
 from services.scorer.standards import Standards
+from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.control import ControlRepository, PartitionState
 from services.scorer.store.customers import ScorerRepository
 from services.scorer.store.tiers import TierRepository
@@ -53,6 +55,27 @@ class Raw(Located, Protocol):
 
     @property
     def timestamp(self) -> int: ...  # ms; CreateTime, set by ingest's producer
+
+
+class Rescoring(Protocol):
+    """The re-tier and the sweep from storage: the work set's (Python core) or the compiled
+    path's (services/scorer/compiled_rescoring.py)."""
+
+    async def sweep(
+        self, partition: int, day: int, now: datetime, *, budget: int
+    ) -> tuple[bool, int]: ...
+
+    async def retier(
+        self,
+        partition: int,
+        day: int,
+        now: datetime,
+        cause: ClockReason,
+        detail: str,
+        *,
+        after: str,
+        budget: int,
+    ) -> tuple[str | None, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +196,17 @@ class ScorerHandler:
             firsts = {p: compiled.first_time(p) for p in compiled.spans}
             applied = {p: span[0] for p, span in compiled.spans.items()}
         parts = {p: stored.get(p) or PartitionState(p) for p in batch}
+        rescoring: Rescoring = work
+        if engine is not None:
+            rescoring = CompiledRescoring(
+                engine, ColumnRepository(session), TierRepository(session)
+            )
         for p in batch:
-            parts[p] = await self._catch_up(work, parts[p], wall, firsts.get(p))
+            parts[p] = await self._catch_up(rescoring, parts[p], wall, firsts.get(p))
         if compiled is None:
             await self._score_all(work, parts, fresh, wall)
             await work.flush()
-        else:
-            await work.flush()  # the re-tier's and sweep's rows first: the engine loads them
+        else:  # the re-tier's and sweep's rows are written: the engine loads them
             self._tally.add_transitions(await compiled.score(parts, wall))
         letters = [letter for one in sorted_.values() for letter in one.letters]
         await Outbox(session).add(self._topics.dead_letters, letters)
@@ -218,7 +245,7 @@ class ScorerHandler:
                 self._score(work, parts[p], good, wall)
 
     async def _catch_up(
-        self, work: Workset, part: PartitionState, wall: datetime, first: datetime | None
+        self, work: Rescoring, part: PartitionState, wall: datetime, first: datetime | None
     ) -> PartitionState:
         """A pending re-tier, then a pending day-boundary sweep, within the transaction's
         budget of customers; what is left is done by the next transactions (the loop runs
@@ -249,7 +276,7 @@ class ScorerHandler:
         return part
 
     async def _retier(
-        self, work: Workset, part: PartitionState, key: str, day: int, moment: datetime
+        self, work: Rescoring, part: PartitionState, key: str, day: int, moment: datetime
     ) -> bool:
         """One bounded step of the partition's re-tier; True once it is complete."""
         assert part.applied is not None  # noqa: S101 - checked by the caller

@@ -3,7 +3,8 @@ the same records through two scorers, one per core, each on its own topics and d
 end in the same stored customers (state bytes, tier, since, due day, change, snapshot), the
 same tier history and the same published tier changes, byte for byte — with poison records,
 conflicting duplicates, profiles, several batches, the event clock's in-batch sweeps, the wall
-clock's day-boundary sweeps, and a ruleset with scores and stability."""
+clock's day-boundary sweeps, a re-tier after a new ruleset's activation, and a ruleset with
+scores and stability."""
 
 import asyncio
 import random
@@ -18,8 +19,10 @@ from harness.databases import create_database, database_on
 from harness.scorer_run import (
     CUSTOMER_EVENTS,
     DEAD_LETTERS,
+    RULESETS,
     TIER_CHANGES,
     Clock,
+    applied,
     caught_up,
     produce,
     records,
@@ -31,6 +34,8 @@ from harness.workload import generate
 from services import migrations
 from services.effectively_once.record import Record
 from services.effectively_once.topics import ensure_topics
+from services.scorer import preview
+from services.scorer.core import rules
 from services.topology import tierstream_topics
 from tests import events
 from tests.kafka_reader import read_all
@@ -66,6 +71,20 @@ tiers:
     condition: scores.value >= 35 || interactions_30d >= 3
   - {id: C, labels: {zh: C, en: C}, rank: 1, high_value: false, condition: "true"}
 """
+
+
+def successor(ruleset: str | None) -> str:
+    """The ruleset activated after the history: its next version, with one threshold moved."""
+    if ruleset is None:
+        return (
+            (RULESETS / "default.yaml")
+            .read_text()
+            .replace("version: rfm-segments-1", "version: rfm-segments-2")
+            .replace('monetary: "10000.00"', 'monetary: "5000.00"')
+        )
+    return ruleset.replace("scored-stable-1", "scored-stable-2").replace(
+        "condition: scores.value >= 35", "condition: scores.value >= 25"
+    )
 
 
 def workload(seed: int) -> tuple[list[Record], datetime]:
@@ -116,10 +135,12 @@ async def run(
     clock: str,
     now: datetime,
     ruleset: str | None,
+    successor: str,
     later_days: int,
 ) -> dict[str, Any]:
     """One scorer with `core` over the records (small batches), then `later_days` of day
-    boundaries on the wall clock; what it stored and published."""
+    boundaries on the wall clock, the `successor` ruleset activated (a re-tier) and a few
+    more days; what it stored and published."""
     url = await new_database(postgres_url)
     prefix = await new_topics(bootstrap)
     await produce(bootstrap, prefix + CUSTOMER_EVENTS, batch)
@@ -133,6 +154,13 @@ async def run(
     async with running_scorer(settings(bootstrap, url, prefix, **overrides), wall) as scorer:
         await caught_up(scorer, 120)
         for _ in range(later_days):
+            wall.advance(86_400)
+            await swept(scorer, wall.moment)
+        await caught_up(scorer, 120)
+        # a new ruleset: every customer re-tiered from its stored row, then more days
+        await preview.activate(scorer.sessions, successor, "test", scorer.scoring.windows)
+        await applied(scorer, rules.load(successor).version, 60)
+        for _ in range(min(later_days, 3)):
             wall.advance(86_400)
             await swept(scorer, wall.moment)
         await caught_up(scorer, 120)
@@ -217,6 +245,7 @@ async def test_the_compiled_core_equals_the_python_core(
             clock=clock,
             now=now,
             ruleset=ruleset,
+            successor=successor(ruleset),
             later_days=20 if clock == "wall" else 0,
         )
         for core in ("python", "compiled")

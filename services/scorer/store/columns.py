@@ -23,6 +23,60 @@ _DUE = """
     FROM customers WHERE partition = $1 AND due_day <= $2 AND customer_id > $3
     ORDER BY customer_id LIMIT $4
 """
+# the re-tier's and the sweep's reads, in the order the engine's `rescore` takes them: the
+# state only when the stored snapshot does not cover the day ($2)
+_RESCAN = """
+    SELECT customer_id,
+           CASE WHEN scored_day <= $2 AND $2 < stable_until THEN NULL ELSE state END,
+           tier, (extract(epoch FROM tier_since) * 1000000)::bigint, ruleset_version,
+           partition, due_day, change_id, scored_day, stable_until, first_day,
+           last_purchase_day, frequency, monetary, frequency_short, monetary_short,
+           interactions
+    FROM customers WHERE partition = $1 AND customer_id > $3 {due}
+    ORDER BY customer_id LIMIT $4
+"""
+_PAGE = _RESCAN.format(due="")
+_DUE_PAGE = _RESCAN.format(due="AND due_day <= $2")
+_SNAPSHOT_SET = """
+        frequency = u.frequency, monetary = u.monetary,
+        frequency_short = u.frequency_short, monetary_short = u.monetary_short,
+        interactions = u.interactions, first_day = u.first_day,
+        last_purchase_day = u.last_purchase_day, scored_day = u.scored_day,
+        stable_until = u.stable_until, updated_at = now()
+"""
+_SNAPSHOT_AS = """frequency, monetary, frequency_short, monetary_short, interactions,
+                first_day, last_purchase_day, scored_day, stable_until)"""
+# rows whose tier moved, and rows whose due day or snapshot alone moved (engine's `rescore`)
+_MOVED = (
+    """
+    UPDATE customers c SET
+        tier = u.tier, ruleset_version = u.ruleset_version, change_id = u.change_id,
+        tier_since = timestamptz 'epoch' + u.since * interval '1 microsecond',
+        due_day = u.due_day, """
+    + _SNAPSHOT_SET
+    + """
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+                $7::int[], $8::bigint[], $9::int[], $10::bigint[], $11::int[], $12::int[],
+                $13::int[], $14::int[], $15::int[])
+        AS u(customer_id, tier, since, ruleset_version, change_id, due_day, """
+    + _SNAPSHOT_AS
+    + """
+    WHERE c.customer_id = u.customer_id
+"""
+)
+_RESCHEDULED = (
+    """
+    UPDATE customers c SET due_day = u.due_day, """  # noqa: S608 - constants, no input
+    + _SNAPSHOT_SET
+    + """
+    FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[], $5::int[], $6::bigint[],
+                $7::int[], $8::int[], $9::int[], $10::int[], $11::int[])
+        AS u(customer_id, due_day, """
+    + _SNAPSHOT_AS
+    + """
+    WHERE c.customer_id = u.customer_id
+"""
+)
 # a saved customer's row replaces the stored one (both saves: here and customers.py)
 UPSERT = """
     ON CONFLICT (customer_id) DO UPDATE SET
@@ -81,6 +135,24 @@ class ColumnRepository:
     async def due(self, partition: int, day: int, after: str, limit: int) -> list[Any]:
         driver = await driver_connection(self._session)
         return list(await driver.fetch(_DUE, partition, day, after, limit))
+
+    async def rescan(
+        self, partition: int, day: int, after: str, limit: int, *, due_only: bool
+    ) -> list[Any]:
+        """A page of the partition's customers after `after` in id order (`due_only`: those
+        due by `day`), for the engine's `rescore`."""
+        driver = await driver_connection(self._session)
+        query = _DUE_PAGE if due_only else _PAGE
+        return list(await driver.fetch(query, partition, day, after, limit))
+
+    async def rescored(self, moved: Sequence[list[Any]], rescheduled: Sequence[list[Any]]) -> None:
+        """The columns of the engine's `rescore`: rows whose tier moved, and rows whose due
+        day or snapshot alone moved."""
+        driver = await driver_connection(self._session)
+        if moved[0]:
+            await driver.execute(_MOVED, *moved)
+        if rescheduled[0]:
+            await driver.execute(_RESCHEDULED, *rescheduled)
 
     async def save(self, columns: Sequence[list[Any]]) -> None:
         if columns[0]:
