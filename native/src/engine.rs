@@ -77,7 +77,7 @@ pub struct Engine {
     repeats: Vec<usize>,        // later records with the same (source, id)
     fresh: Vec<usize>,          // records to apply, in order
     entries: FxMap<String, Entry>,
-    changes: Vec<Change>,
+    changes: Vec<(i32, Change)>, // with the customer's partition
     counts: FxMap<(i32, String), i64>,
 }
 
@@ -307,7 +307,7 @@ impl Engine {
             None => change_id,
         };
         if let Some(c) = change {
-            self.changes.push(c);
+            self.changes.push((event.partition, c));
         }
         self.entries.insert(
             event.subject,
@@ -365,7 +365,7 @@ impl Engine {
             entry.standing = Some(standing);
             if let Some(c) = change {
                 entry.change_id = Some(c.change_id.clone());
-                self.changes.push(c);
+                self.changes.push((partition, c));
             }
             // time passed: always written (the Python work set's rule)
             entry.dirty = true;
@@ -950,7 +950,7 @@ impl Engine {
                     moved[5].append(due)?;
                     snapshot_columns(&moved[6..])?;
                     if let Some(c) = change {
-                        self.changes.push(c);
+                        self.changes.push((partition, c));
                     }
                 }
             }
@@ -1039,11 +1039,12 @@ impl Engine {
     /// (day, recency_days, frequency, monetary, frequency_90d, monetary_90d,
     /// interactions_30d, tenure_days), cause: ("event", source, id) or (reason, detail)),
     /// for Python to build.
-    /// Each comes as (True, built...) or (False, for Python...).
+    /// Each comes as (True, partition, built...) or (False, partition, for Python...), with
+    /// the partition of the customer (whose history sequence it takes).
     fn changes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         let changes = std::mem::take(&mut self.changes);
-        for c in changes {
+        for (partition, c) in changes {
             if let Some(made) = self.records_of(&c) {
                 let headers = |h: &records::Headers| -> PyResult<Bound<'py, PyList>> {
                     let list = PyList::empty(py);
@@ -1054,6 +1055,7 @@ impl Engine {
                 };
                 out.append((
                     true,
+                    partition,
                     &c.change_id,
                     &c.customer_id,
                     c.after.since_us,
@@ -1081,6 +1083,7 @@ impl Engine {
             };
             out.append((
                 false,
+                partition,
                 c.change_id,
                 c.customer_id,
                 before,

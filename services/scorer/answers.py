@@ -66,4 +66,4 @@ class Status(_Answer):
     clock: Literal["wall", "event"]
     partitions: list[PartitionStatus]
     last_event_time: datetime | None
-    outbox_pending: int  # tier changes and dead letters written, not yet on Kafka
+    outbox_pending: int  # records written, not yet on Kafka (2 per tier change, dead letters)

@@ -1,5 +1,5 @@
 """One batch on the compiled path (services/scorer/compiled.py): the same steps as the
-Python path in handler.py — decode, dedupe, load, score in partition order, save, outbox —
+Python path in handler.py — decode, dedupe, load, score in partition order, save, history —
 with the per-event work in the compiled engine and the I/O here. A record the engine does
 not decode goes through the Python decoding, which accepts it or names why it is poison."""
 
@@ -11,7 +11,6 @@ import tierstream_native
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.v1.deadletter import Reason
-from services.effectively_once.outbox import Outbox
 from services.effectively_once.record import Record
 from services.rejections import Located
 from services.scorer.compiled import change_of, instant, micros
@@ -20,12 +19,12 @@ from services.scorer.core.facts import local_day
 from services.scorer.core.scoring import Standard
 from services.scorer.core.state import Attribute
 from services.scorer.decoding import Incoming, Poison, decode
+from services.scorer.numbering import Numbering
 from services.scorer.publisher import change_records
 from services.scorer.rescoring import PAGE, TierLookup
 from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.control import PartitionState
 from services.scorer.store.tiers import HistoryEntry, TierRepository
-from services.scorer.workset import OutTopics
 
 R = TypeVar("R", bound=Located)
 
@@ -39,7 +38,6 @@ class CompiledBatch:
         scoring: Scoring,
         standard: Standard,
         tiers: TierLookup,
-        topics: OutTopics,
         event_clock: bool,
     ) -> None:
         self._engine = engine
@@ -48,7 +46,6 @@ class CompiledBatch:
         self._scoring = scoring
         self._standard = standard
         self._tiers = tiers
-        self._topics = topics
         self._event_clock = event_clock
         self.spans: dict[int, tuple[int, int, int]] = {}  # partition -> (fresh, first, last µs)
 
@@ -83,10 +80,10 @@ class CompiledBatch:
         return None if span is None else instant(span[1])
 
     async def score(
-        self, parts: Mapping[int, PartitionState], wall: datetime
+        self, parts: Mapping[int, PartitionState], wall: datetime, numbering: Numbering
     ) -> list[tuple[str | None, str]]:
-        """Every fresh event applied and judged, the customers saved, the changes in the
-        history and the outbox; returns the changes' (from tier, to tier)."""
+        """Every fresh event applied and judged, the customers saved, the changes numbered
+        in the history; returns the changes' (from tier, to tier)."""
         engine = self._engine
         engine.load(await self._columns.load(engine.subjects()))
         if self._event_clock:  # the sweeps inside this batch then run in memory
@@ -102,39 +99,35 @@ class CompiledBatch:
         await self._columns.save(columns)
         tiers = TierRepository(self._session)
         await tiers.count_tiers({(p, tier): delta for p, tier, delta in counts})
-        return await self._record(engine.changes(), tiers)
+        return await self._record(engine.changes(), tiers, numbering)
 
     async def _record(
-        self, changes: list[Any], tiers: TierRepository
+        self, changes: list[Any], tiers: TierRepository, numbering: Numbering
     ) -> list[tuple[str | None, str]]:
-        """The changes into the history and the outbox, in order: records the engine built,
-        and those of changes it left to the Python publisher."""
-        history, changed, latest, moves = [], [], [], []
+        """The changes into the history, in order, numbered in their partitions: records
+        the engine built, and those of changes it left to the Python publisher."""
+        history, moves = [], []
         for item in changes:
             if item[0]:
-                _, change_id, customer, at, key, value, headers, last, last_headers, was, now = item
-                history.append(HistoryEntry(change_id, customer, instant(at), value))
-                changed.append(Record(key, value, headers))
-                latest.append(Record(key, last, last_headers))
-                moves.append((was, now))
+                _, p, change_id, customer, at, key, value, headers, last, last_headers = item[:10]
+                seq = numbering.next(
+                    p, Record(key, value, headers), Record(key, last, last_headers)
+                )
+                history.append(HistoryEntry(change_id, customer, instant(at), value, p, seq))
+                moves.append((item[10], item[11]))
             else:
-                change = change_of(item[1:], self._standard, self._tiers)
+                p, change = item[1], change_of(item[2:], self._standard, self._tiers)
                 one, other = change_records(change, self._scoring.zone)
+                seq = numbering.next(p, one, other)
                 history.append(
                     HistoryEntry(
-                        change.change_id, change.customer_id, change.after.since, one.value
+                        change.change_id, change.customer_id, change.after.since, one.value, p, seq
                     )
                 )
-                changed.append(one)
-                latest.append(other)
                 moves.append(
                     (None if change.before is None else change.before.tier.id, change.after.tier.id)
                 )
-        if history:
-            outbox = Outbox(self._session)
-            await tiers.add_history(history)
-            await outbox.add(self._topics.tier_changes, changed)
-            await outbox.add(self._topics.customer_tiers, latest)
+        await tiers.add_history(history)
         return moves
 
     async def _load_due(self, partition: int, day: int) -> None:

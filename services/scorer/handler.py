@@ -1,6 +1,7 @@
 """The scorer's handler for the careful loop (services/effectively_once/loop.py): decode, dedupe,
-load, call the pure core, save, put the results in the outbox. It runs inside the loop's
-transaction, which also advances the partition offsets, so all of it commits or none.
+load, call the pure core, save, put the tier changes in the history (numbered, published from
+there by services/scorer/history_relay.py) and dead letters in the outbox. It runs inside the
+loop's transaction, which also advances the partition offsets, so all of it commits or none.
 
 Per partition, in this order:
 1. re-tier every customer of the partition if the standard (ruleset, thresholds) changed
@@ -34,6 +35,7 @@ from services.scorer.core.facts import local_day
 from services.scorer.core.scoring import ClockReason, EventCause
 from services.scorer.decoding import Incoming, Poison, decode
 from services.scorer.metrics import ScorerMetrics, Tally
+from services.scorer.numbering import Numbering, Run
 from services.scorer.standards import Standards
 from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.control import ControlRepository, PartitionState
@@ -76,6 +78,15 @@ class Rescoring(Protocol):
         after: str,
         budget: int,
     ) -> tuple[str | None, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a committed transaction left to publish: its tier changes, numbered in their
+    partitions, and whether it put dead letters in the outbox."""
+
+    runs: Mapping[int, Run]
+    letters: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,8 @@ class ScorerHandler:
         self._budget = budget
         self._compiled = compiled
         self.more = False  # re-tier or sweep work left after the last transaction
+        self._numbering = Numbering({})  # the transaction's tier changes
+        self._letters = False
 
     async def __call__(self, session: AsyncSession, batch: Batch) -> None:
         await self._process(session, {tp.partition: records for tp, records in batch.items()})
@@ -138,10 +151,14 @@ class ScorerHandler:
             await ScorerRepository(session).forget_events(self._retention_days, FORGET_BATCH)
         return self.more
 
-    def committed(self) -> None:
-        """Called by the loop once the transaction committed: only now do metrics move."""
+    def committed(self) -> Committed:
+        """Called by the loop once the transaction committed: only now do metrics move, and
+        what it wrote may be published."""
         self._metrics.record(self._tally)
         self._tally = Tally()
+        done = Committed(self._numbering.runs, self._letters)
+        self._numbering, self._letters = Numbering({}), False
+        return done
 
     async def _process(self, session: AsyncSession, batch: Mapping[int, Sequence[Raw]]) -> None:
         """The whole batch with a fixed number of round trips to PostgreSQL (not one set
@@ -155,15 +172,17 @@ class ScorerHandler:
         control = ControlRepository(session, self._topic)
         wall = self._now()
         stored = await control.partitions(list(batch))
+        parts = {p: stored.get(p) or PartitionState(p) for p in batch}
+        numbering = self._numbering = Numbering(parts)
+        self._letters = False
         standard = self._standards.standard
         work = Workset(
             ScorerRepository(session),
             TierRepository(session),
-            Outbox(session),
+            numbering,
             scoring=self._scoring,
             standard=standard,
             tiers=self._standards.tier,
-            topics=self._topics,
         )
         sorted_ = {p: _Sorted() for p in batch}
         engine = None
@@ -184,7 +203,6 @@ class ScorerHandler:
                 scoring=self._scoring,
                 standard=standard,
                 tiers=self._standards.tier,
-                topics=self._topics,
                 event_clock=self._clock == "event",
             )
             await compiled.decode(
@@ -195,7 +213,6 @@ class ScorerHandler:
             )
             firsts = {p: compiled.first_time(p) for p in compiled.spans}
             applied = {p: span[0] for p, span in compiled.spans.items()}
-        parts = {p: stored.get(p) or PartitionState(p) for p in batch}
         rescoring: Rescoring = work
         if engine is not None:
             rescoring = CompiledRescoring(
@@ -207,9 +224,10 @@ class ScorerHandler:
             await self._score_all(work, parts, fresh, wall)
             await work.flush()
         else:  # the re-tier's and sweep's rows are written: the engine loads them
-            self._tally.add_transitions(await compiled.score(parts, wall))
+            self._tally.add_transitions(await compiled.score(parts, wall, numbering))
         letters = [letter for one in sorted_.values() for letter in one.letters]
         await Outbox(session).add(self._topics.dead_letters, letters)
+        self._letters = bool(letters)
         for part in parts.values():
             part.processed_at = wall
         await control.save_partitions(list(parts.values()))

@@ -1,9 +1,10 @@
 """Wiring of the scorer: settings, engine, consumer, producer, loop, relay and API are built,
 started and closed here and nowhere else.
 
-Three tasks run beside the HTTP API: the consumer loop (services/effectively_once/loop.py with
-the scorer's handler), the outbox relay, and a small task that refreshes the consumer-lag
-and customers-per-tier gauges. If the loop or the relay fails (PostgreSQL or Kafka gone),
+Four tasks run beside the HTTP API: the consumer loop (services/effectively_once/loop.py with
+the scorer's handler), the history relay (tier changes, services/scorer/history_relay.py),
+the outbox relay (dead letters), and a small task that refreshes the consumer-lag and
+customers-per-tier gauges. If the loop or a relay fails (PostgreSQL or Kafka gone),
 the process exits non-zero and is restarted: everything it did is either committed with its
 offsets or not at all. SIGTERM finishes the batch in hand, commits it and stops.
 """
@@ -36,6 +37,7 @@ from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
 from services.scorer.core.state import Windows
 from services.scorer.handler import ScorerHandler
+from services.scorer.history_relay import HistoryRelay
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.read_side import Queries
 from services.scorer.settings import ScorerSettings
@@ -123,7 +125,15 @@ class Scorer:
             maintain_every_s=settings.maintain_every_seconds,
             committed=self._committed,
         )
-        self.relay = Relay(self.producer, self.sessions)
+        self.relay = Relay(self.producer, self.sessions)  # dead letters, through the outbox
+        self.history = HistoryRelay(
+            self.producer,
+            self.sessions,
+            topic=self.topic,
+            tier_changes=prefix + topics.TIER_CHANGES,
+            customer_tiers=prefix + topics.CUSTOMER_TIERS,
+            held=lambda: [tp.partition for tp in list(self.loop.claims)],
+        )
         self.queries = Queries(
             self.sessions,
             self.standards,
@@ -147,6 +157,7 @@ class Scorer:
         self.loop.subscribe()
         self.background.start("loop", self.loop.run)
         self.background.start("relay", self.relay.run)
+        self.background.start("history", self.history.run)
         self.background.start("gauges", self._gauges, cancel_on_stop=True)
         log.info(
             "scorer_started",
@@ -159,6 +170,7 @@ class Scorer:
         """Drain: the loop finishes and commits its batch, the relay its round; then close."""
         self.loop.stop()
         self.relay.stop()
+        self.history.stop()
         await self.background.join()
         with contextlib.suppress(Exception):
             await self.consumer.stop()
@@ -168,8 +180,10 @@ class Scorer:
         log.info("scorer_stopped")
 
     def _committed(self) -> None:
-        self.handler.committed()
-        self.relay.wake()
+        done = self.handler.committed()
+        self.history.committed(done.runs)
+        if done.letters:
+            self.relay.wake()
 
     async def _gauges(self) -> None:
         while True:

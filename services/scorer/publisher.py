@@ -1,5 +1,6 @@
-"""What the scorer puts in the outbox: tier changes, latest tiers and dead letters, as
-CloudEvents Kafka binary-mode records (SPEC §5), keyed by customer id."""
+"""What the scorer publishes: tier changes and latest tiers (from the tier history,
+services/scorer/history_relay.py) and dead letters (through the outbox), as CloudEvents
+Kafka binary-mode records (SPEC §5), keyed by customer id."""
 
 from datetime import date, datetime
 from decimal import Decimal
@@ -44,6 +45,29 @@ def change_records(change: Change, zone: ZoneInfo) -> tuple[Record, Record]:
         key,
         orjson.dumps(latest, option=orjson.OPT_UTC_Z),
         _headers(contract.CUSTOMER_TIER, change.change_id, change.customer_id, since),
+    )
+
+
+def history_records(customer_id: str, change_id: str, payload: bytes) -> tuple[Record, Record]:
+    """`change_records` again from the change's history row (its published payload), byte
+    for byte: a relay that publishes after a restart has the history, not the change."""
+    found = orjson.loads(payload)
+    changed_at = found["changed_at"]
+    since = datetime.fromisoformat(changed_at)
+    key = customer_id.encode()
+    latest = {
+        "customer_id": customer_id,
+        "tier": found["to_tier"],
+        "since": changed_at,
+        "ruleset_version": found["ruleset_version"],
+        "change_id": change_id,
+    }
+    return Record(
+        key, payload, _headers(contract.TIER_CHANGED, change_id, customer_id, since)
+    ), Record(
+        key,
+        orjson.dumps(latest),
+        _headers(contract.CUSTOMER_TIER, change_id, customer_id, since),
     )
 
 

@@ -39,6 +39,7 @@ from services.scorer.core.state import OutsideHistory
 from services.scorer.standards import Standards
 from services.scorer.store.control import ControlRepository
 from services.scorer.store.customers import ScorerRepository
+from services.scorer.store.history import HistoryRepository
 from services.scorer.store.tiers import TierRepository
 
 
@@ -155,8 +156,10 @@ class Queries:
         return [orjson.loads(entry.payload) for entry in entries] or None
 
     async def pending_outbox(self) -> int:
+        """Records written and not yet on Kafka: dead letters in the outbox, and two per tier
+        change past its partition's mark (services/scorer/history_relay.py)."""
         async with unit_of_work(self._sessions) as session:
-            return await Outbox(session).pending_count()
+            return await _pending(session, self._topic)
 
     async def tier_counts(self) -> dict[str, int]:
         async with unit_of_work(self._sessions) as session:
@@ -166,7 +169,7 @@ class Queries:
         async with unit_of_work(self._sessions) as session:
             positions = await OffsetStore(session, self._consumer, self._topic).positions()
             parts = await ControlRepository(session, self._topic).partitions()
-            pending = await Outbox(session).pending_count()
+            pending = await _pending(session, self._topic)
         rows = []
         for partition in sorted(set(end_offsets) | set(positions) | set(parts)):
             end = end_offsets.get(partition)
@@ -190,6 +193,11 @@ class Queries:
             last_event_time=max(times, default=None),
             outbox_pending=pending,
         )
+
+
+async def _pending(session: AsyncSession, topic: str) -> int:
+    changes = await HistoryRepository(session, topic).pending_count()
+    return await Outbox(session).pending_count() + 2 * changes
 
 
 def _held(hold: Hold) -> Held:

@@ -3,7 +3,7 @@ after a new ruleset or new population thresholds: a row's snapshot gives its fea
 state is decoded only when the snapshot no longer covers the day), and only what moved is
 written back. The Workset (services/scorer/workset.py) drives it, skipping the customers
 it holds in memory (their copy there is newer) and collecting the tier changes with its
-own, so that they reach the outbox in order.
+own, so that they reach the history in order.
 """
 
 import asyncio
@@ -73,7 +73,7 @@ class Rescorer:
         standard: Standard,
         tiers: TierLookup,
         newer: Container[str],
-        changes: list[Change],
+        changes: list[tuple[int, Change]],
         counts: Counts,
     ) -> None:
         self._repository = repository
@@ -186,7 +186,7 @@ class Rescorer:
             zone=self._scoring.zone,
         )
         if change is not None:
-            self._changes.append(change)
+            self._changes.append((stored.partition, change))
         recount(self._counts, (stored.partition, stored.tier), (stored.partition, standing.tier.id))
         return Rescored(
             stored.customer_id,
@@ -235,7 +235,7 @@ class Rescorer:
                 return None
             return Rescheduled(stored.customer_id, due, snap)
         if change is not None:
-            self._changes.append(change)
+            self._changes.append((stored.partition, change))
         recount(self._counts, (stored.partition, stored.tier), (stored.partition, standing.tier.id))
         return Rescored(
             stored.customer_id,

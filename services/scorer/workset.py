@@ -1,5 +1,6 @@
 """The customers of one partition that one transaction touches: loaded once, moved by the
-pure core (services/scorer/core/scoring.py), saved once with their tier changes in the outbox.
+pure core (services/scorer/core/scoring.py), saved once with their tier changes in the
+history, numbered in their partitions.
 
 Events, the day-boundary sweep and the re-tier after a ruleset or threshold change all go
 through here, so a customer is never changed by two paths with two different copies.
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from services.effectively_once.outbox import Outbox
 from services.scorer.core.config import Scoring
 from services.scorer.core.scoring import (
     Change,
@@ -24,6 +24,7 @@ from services.scorer.core.scoring import (
 )
 from services.scorer.core.state import CustomerState, Fact
 from services.scorer.entries import Entry, due_day, loaded, to_store
+from services.scorer.numbering import Numbering
 from services.scorer.publisher import change_records
 from services.scorer.rescoring import (
     PAGE,
@@ -46,24 +47,30 @@ class OutTopics:
 
 
 async def record_changes(
-    changes: list[Change],
+    changes: list[tuple[int, Change]],
     tier_repository: TierRepository,
-    outbox: Outbox,
-    topics: OutTopics,
+    numbering: Numbering,
     zone: ZoneInfo,
 ) -> None:
-    """Tier changes into the history and, as records, into the outbox (both topics)."""
+    """Tier changes ((partition, change), in order) into the history, each with its number in
+    its partition; their records stay with the numbering, for the relay."""
     if not changes:
         return
-    records = [change_records(change, zone) for change in changes]
-    await tier_repository.add_history(
-        [
-            HistoryEntry(c.change_id, c.customer_id, c.after.since, changed.value)
-            for c, (changed, _) in zip(changes, records, strict=True)
-        ]
-    )
-    await outbox.add(topics.tier_changes, [changed for changed, _ in records])
-    await outbox.add(topics.customer_tiers, [latest for _, latest in records])
+    entries = []
+    for partition, change in changes:
+        changed, latest = change_records(change, zone)
+        seq = numbering.next(partition, changed, latest)
+        entries.append(
+            HistoryEntry(
+                change.change_id,
+                change.customer_id,
+                change.after.since,
+                changed.value,
+                partition,
+                seq,
+            )
+        )
+    await tier_repository.add_history(entries)
 
 
 class Workset:
@@ -71,22 +78,20 @@ class Workset:
         self,
         repository: ScorerRepository,
         tier_repository: TierRepository,
-        outbox: Outbox,
+        numbering: Numbering,
         *,
         scoring: Scoring,
         standard: Standard,
         tiers: TierLookup,
-        topics: OutTopics,
     ) -> None:
         self._repository = repository
         self._tiers_repository = tier_repository
-        self._outbox = outbox
+        self._numbering = numbering
         self._scoring = scoring
         self._standard = standard
         self._tiers = tiers
-        self._topics = topics
         self._entries: dict[str, Entry] = {}
-        self._changes: list[Change] = []
+        self._changes: list[tuple[int, Change]] = []  # with the customer's partition
         self._counts: Counts = Counter()
         self.emitted: list[Change] = []  # every change flushed so far (for metrics and logs)
 
@@ -134,7 +139,7 @@ class Workset:
             saved=None if entry is None else entry.saved,
         )
         if change is not None:
-            self._changes.append(change)
+            self._changes.append((partition, change))
         return change
 
     async def sweep(
@@ -212,10 +217,8 @@ class Workset:
         counts, self._counts = self._counts, Counter()
         await self._tiers_repository.count_tiers(counts)
         changes, self._changes = self._changes, []
-        await record_changes(
-            changes, self._tiers_repository, self._outbox, self._topics, self._scoring.zone
-        )
-        self.emitted += changes
+        await record_changes(changes, self._tiers_repository, self._numbering, self._scoring.zone)
+        self.emitted += [change for _, change in changes]
 
     def _rescore(
         self,
@@ -246,7 +249,7 @@ class Workset:
         entry.standing = standing
         if change is not None:
             entry.change_id = change.change_id
-            self._changes.append(change)
+            self._changes.append((entry.partition, change))
         if change is not None or cause == "time_passed" or due < self._due_of(entry):
             entry.dirty = True
             entry.day = today

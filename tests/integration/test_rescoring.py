@@ -14,16 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from harness.scorer_run import RULESETS
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
-from services.effectively_once.outbox import Outbox
 from services.scorer.core import codec, rules
 from services.scorer.core.config import Scoring
 from services.scorer.core.rules import Ruleset
 from services.scorer.core.scoring import Standard, due_from
 from services.scorer.core.snapshot import of_state
 from services.scorer.core.state import CustomerState, Fact, Windows, apply_all, features
+from services.scorer.numbering import Numbering
+from services.scorer.store.control import PartitionState
 from services.scorer.store.customers import ScorerRepository, StoredCustomer
 from services.scorer.store.tiers import TierRepository
-from services.scorer.workset import OutTopics, Workset
+from services.scorer.workset import Workset
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 WINDOWS = Windows()
@@ -82,17 +83,18 @@ def _row(customer: str, state: CustomerState, *, legacy: bool) -> StoredCustomer
     )
 
 
-def _workset(session: AsyncSession, ruleset: Ruleset) -> Workset:
+def _workset(session: AsyncSession, ruleset: Ruleset, part: PartitionState) -> Workset:
+    """`part`: partition 0's state, kept by the test across transactions (its changes'
+    numbers go on from one to the next, as the handler's saved partition state does)."""
     return Workset(
         ScorerRepository(session),
         TierRepository(session),
-        Outbox(session),
+        Numbering({0: part}),
         scoring=Scoring(ZoneInfo("UTC"), WINDOWS, "CNY", {}),
         standard=Standard(ruleset, ruleset.thresholds),
         tiers=lambda version, tier_id: (
             DEFAULT if version == DEFAULT.version else CHEAPER
         ).tier_index[tier_id],
-        topics=OutTopics("t.changes", "t.tiers", "t.dead"),
     )
 
 
@@ -114,9 +116,9 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
         await TierRepository(session).count_tiers(
             Counter((0, r.tier) for r in rows if r.tier is not None)
         )
-    changed = 0
+    changed, part = 0, PartitionState(0)
     for day in (DAY0 + 1, DAY0 + 2, DAY0 + 31, DAY0 + 60):
-        changed += await _sweep(engine, DEFAULT, day)
+        changed += await _sweep(engine, DEFAULT, day, part)
         stored = await _stored_tiers(engine, customers)
         assert stored == {c: _tier(DEFAULT, histories[c], day) for c in customers}, day
         assert await _counts(engine) == dict(Counter(stored.values())), day
@@ -124,7 +126,7 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
 
     day = DAY0 + 60
     async with unit_of_work(make) as session:
-        work = _workset(session, CHEAPER)
+        work = _workset(session, CHEAPER, part)
         cursor, examined = await work.retier(
             0, day, NOW, "ruleset_activated", CHEAPER.version, after="", budget=10_000
         )
@@ -136,7 +138,7 @@ async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(
     assert any(_tier(CHEAPER, s, day) != _tier(DEFAULT, s, day) for s in histories.values())
 
     for day in (DAY0 + 91, DAY0 + 200, DAY0 + 366):
-        await _sweep(engine, CHEAPER, day)
+        await _sweep(engine, CHEAPER, day, part)
         stored = await _stored_tiers(engine, customers)
         assert stored == {c: _tier(CHEAPER, histories[c], day) for c in customers}, day
         assert await _counts(engine) == dict(Counter(stored.values())), day
@@ -147,9 +149,9 @@ async def _counts(engine: AsyncEngine) -> dict[str, int]:
         return await TierRepository(session).tier_counts()
 
 
-async def _sweep(engine: AsyncEngine, ruleset: Ruleset, day: int) -> int:
+async def _sweep(engine: AsyncEngine, ruleset: Ruleset, day: int, part: PartitionState) -> int:
     async with unit_of_work(sessions(engine)) as session:
-        work = _workset(session, ruleset)
+        work = _workset(session, ruleset, part)
         done, _ = await work.sweep(0, day, NOW, budget=10_000)
         await work.flush()
     assert done

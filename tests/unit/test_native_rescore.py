@@ -180,21 +180,22 @@ def columns_of(
 
 
 def engine_changes(engine: tierstream_native.Engine, standard: Standard) -> list[tuple[Any, ...]]:
-    """(change id, key, changed value, latest value) of the engine's changes."""
+    """(partition, change id, key, changed value, latest value) of the engine's changes."""
     out = []
     for item in engine.changes():
         if item[0]:
-            _, change_id, _, _, key, value, _, latest, *_ = item
-            out.append((change_id, key, value, latest))
+            _, partition, change_id, _, _, key, value, _, latest, *_ = item
+            out.append((partition, change_id, key, value, latest))
         else:
-            change = change_of(item[1:], standard, lookup)
-            out.append(python_change(change))
+            change = change_of(item[2:], standard, lookup)
+            out.append(python_change((item[1], change)))
     return out
 
 
-def python_change(change: Change) -> tuple[Any, ...]:
+def python_change(numbered: tuple[int, Change]) -> tuple[Any, ...]:
+    partition, change = numbered
     changed, latest = change_records(change, SCORING.zone)
-    return (change.change_id, changed.key, changed.value, latest.value)
+    return (partition, change.change_id, changed.key, changed.value, latest.value)
 
 
 @pytest.mark.parametrize("name", sorted(RULESETS_UNDER_TEST))
@@ -212,7 +213,7 @@ def test_rescore_equals_the_python_rescoring(
     day = DAY + offset
     now = datetime.fromordinal(day).replace(tzinfo=UTC) + timedelta(hours=3)
     pairs = [stored_row(n, raw, ruleset, day) for n, raw in enumerate(rows)]
-    changes: list[Change] = []
+    changes: list[tuple[int, Change]] = []
     counts: Counts = Counter()
     rescorer = Rescorer(
         None,  # type: ignore[arg-type]  # the rows are given; nothing is read or written

@@ -1,5 +1,6 @@
 """The scorer's outgoing records: built without pydantic on the hot path, they must be
-byte for byte what the contract's models serialize, and valid under the contract."""
+byte for byte what the contract's models serialize, and valid under the contract; built
+again from a history row (a relay after a restart), they are the same bytes."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -11,7 +12,7 @@ from schemas.v1.binding import attribute_headers
 from schemas.v1.tiers import CustomerTierV1, TierChangedV1
 from services.scorer.core import rules
 from services.scorer.core.state import Fact
-from services.scorer.publisher import SOURCE, change_json, change_records
+from services.scorer.publisher import SOURCE, change_json, change_records, history_records
 from services.scorer.settings import DEFAULT_RULESET
 from tests.contract_oracle import to_contract
 from tests.unit.test_rfm import START
@@ -81,3 +82,5 @@ def test_change_json_is_the_contract_serialization(
         assert tier.change_id == change.change_id
         assert tier.since == change.after.since
         assert latest.value == tier.model_dump_json().encode()
+        # a relay publishing after a restart builds them again from the history row
+        assert history_records(change.customer_id, change.change_id, raw) == (changed, latest)

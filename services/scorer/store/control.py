@@ -22,6 +22,7 @@ class PartitionState:
     last_event_time: datetime | None = None
     processed_at: datetime | None = None
     retier_after: str | None = None  # a re-tier in progress continues after this customer
+    history_seq: int = 0  # the number of the partition's last tier change (tier_history.pseq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,24 +47,27 @@ class VersionConflict(ValueError):
 
 
 _PARTITIONS = text("""
-    SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after
+    SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after,
+           history_seq
     FROM scorer_partitions WHERE topic = :topic AND partition = ANY(:partitions)
 """)
 _ALL_PARTITIONS = text("""
-    SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after
+    SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after,
+           history_seq
     FROM scorer_partitions WHERE topic = :topic ORDER BY partition
 """)
 _SAVE_PARTITION = text("""
     INSERT INTO scorer_partitions
         (topic, partition, clock, swept_day, applied, last_event_time, processed_at,
-         retier_after)
+         retier_after, history_seq)
     SELECT :topic, * FROM unnest(CAST(:partitions AS int[]), CAST(:clocks AS timestamptz[]),
         CAST(:swept AS int[]), CAST(:applied AS text[]), CAST(:last AS timestamptz[]),
-        CAST(:processed AS timestamptz[]), CAST(:retier_after AS text[]))
+        CAST(:processed AS timestamptz[]), CAST(:retier_after AS text[]),
+        CAST(:history_seq AS bigint[]))
     ON CONFLICT (topic, partition) DO UPDATE SET
         clock = excluded.clock, swept_day = excluded.swept_day, applied = excluded.applied,
         last_event_time = excluded.last_event_time, processed_at = excluded.processed_at,
-        retier_after = excluded.retier_after
+        retier_after = excluded.retier_after, history_seq = excluded.history_seq
 """)
 _ACTIVE = text("""
     SELECT version, body, activated_at, activation FROM rulesets WHERE activation IS NOT NULL
@@ -147,6 +151,7 @@ class ControlRepository:
                 row.last_event_time,
                 row.processed_at,
                 row.retier_after,
+                row.history_seq,
             )
             for row in rows
         }
@@ -164,6 +169,7 @@ class ControlRepository:
                     "last": [s.last_event_time for s in states],
                     "processed": [s.processed_at for s in states],
                     "retier_after": [s.retier_after for s in states],
+                    "history_seq": [s.history_seq for s in states],
                 },
             )
 

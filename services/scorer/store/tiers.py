@@ -15,6 +15,8 @@ class HistoryEntry:
     customer_id: str
     changed_at: datetime
     payload: bytes  # the tier.changed JSON, as published
+    partition: int | None = None  # with seq: the change's number in its partition (0013)
+    seq: int | None = None
 
 
 _BY_TIER = text("""
@@ -34,11 +36,12 @@ _COUNT = text("""
     DO UPDATE SET customers = tier_counts.customers + excluded.customers
 """)
 _ADD_HISTORY = text("""
-    INSERT INTO tier_history (change_id, customer_id, changed_at, payload)
-    SELECT change_id, customer_id, changed_at, payload
+    INSERT INTO tier_history (change_id, customer_id, changed_at, payload, partition, pseq)
+    SELECT change_id, customer_id, changed_at, payload, partition, pseq
     FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
-                CAST(:times AS timestamptz[]), CAST(:payloads AS bytea[]))
-         WITH ORDINALITY AS t(change_id, customer_id, changed_at, payload, n)
+                CAST(:times AS timestamptz[]), CAST(:payloads AS bytea[]),
+                CAST(:partitions AS int[]), CAST(:seqs AS bigint[]))
+         WITH ORDINALITY AS t(change_id, customer_id, changed_at, payload, partition, pseq, n)
     ORDER BY n
     ON CONFLICT (change_id) DO NOTHING
 """)
@@ -83,6 +86,8 @@ class TierRepository:
                     "customer_ids": [e.customer_id for e in entries],
                     "times": [e.changed_at for e in entries],
                     "payloads": [e.payload for e in entries],
+                    "partitions": [e.partition for e in entries],
+                    "seqs": [e.seq for e in entries],
                 },
             )
 
