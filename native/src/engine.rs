@@ -622,12 +622,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The batch's event identities for the dedupe statement: (sources, ids, digests) of
-    /// the first record of each (source, id).
+    /// The batch's event identities for the dedupe statement: (keys, digests) of the first
+    /// record of each (source, id), as the events seen store them (`event_key`, the
+    /// content digest's first SEEN_DIGEST bytes).
     fn identities<'py>(
         &mut self,
         py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
         let mut first: FxMap<(&str, &str), usize> = FxMap::default();
         let mut identities = Vec::new();
         let mut repeats = Vec::new();
@@ -640,18 +641,16 @@ impl Engine {
                 identities.push(i);
             }
         }
-        let sources = PyList::empty(py);
-        let ids = PyList::empty(py);
+        let keys = PyList::empty(py);
         let digests = PyList::empty(py);
         for &i in &identities {
             let e = self.events[i].as_ref().unwrap();
-            sources.append(&e.source)?;
-            ids.append(&e.id)?;
-            digests.append(PyBytes::new(py, &e.digest))?;
+            keys.append(PyBytes::new(py, &event_key(&e.source, &e.id)))?;
+            digests.append(PyBytes::new(py, &e.digest[..SEEN_DIGEST]))?;
         }
         self.identities = identities;
         self.repeats = repeats;
-        Ok((sources, ids, digests))
+        Ok((keys, digests))
     }
 
     /// What PostgreSQL said of each identity (0 new, 1 seen, 2 seen with another digest);
@@ -1094,6 +1093,29 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The bytes of a content digest kept per event seen (services/scorer/store/seen.py).
+const SEEN_DIGEST: usize = 8;
+
+/// An event's key among the events seen: the first 16 bytes of SHA-256 over the source's
+/// length (4 bytes, big-endian), the source and the id (services/scorer/store/seen.py's
+/// `event_key`, and migration 0014's SQL).
+fn event_key(source: &str, id: &str) -> [u8; 16] {
+    let mut hash = Sha256::new();
+    hash.update((source.len() as u32).to_be_bytes());
+    hash.update(source.as_bytes());
+    hash.update(id.as_bytes());
+    let full: [u8; 32] = hash.finalize().into();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&full[..16]);
+    key
+}
+
+/// For tests: `event_key`.
+#[pyfunction]
+pub fn event_key_for_test(source: &str, id: &str) -> Vec<u8> {
+    event_key(source, id).to_vec()
 }
 
 /// For tests: the state codec and features alone.

@@ -20,6 +20,7 @@ fn tierstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<event::Decoder>()?;
     m.add_function(wrap_pyfunction!(engine::reencode, m)?)?;
+    m.add_function(wrap_pyfunction!(engine::event_key_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(engine::replay, m)?)?;
     m.add_function(wrap_pyfunction!(records::change_records_for_test, m)?)?;
     Ok(())

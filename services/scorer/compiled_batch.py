@@ -24,6 +24,7 @@ from services.scorer.publisher import change_records
 from services.scorer.rescoring import PAGE, TierLookup
 from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.control import PartitionState
+from services.scorer.store.seen import SeenRepository
 from services.scorer.store.tiers import HistoryEntry, TierRepository
 
 R = TypeVar("R", bound=Located)
@@ -65,7 +66,7 @@ class CompiledBatch:
                 reject(record, poison.reason, str(poison))
                 continue
             _put(engine, index, record.partition, event)
-        statuses = await self._columns.record_events(*engine.identities())
+        statuses = await SeenRepository(self._session).record(*engine.identities())
         for index, source, event_id in engine.seen(statuses):
             reject(
                 records[index],

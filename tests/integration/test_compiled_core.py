@@ -200,7 +200,7 @@ async def stored(url: str) -> dict[str, Any]:
             "SELECT partition, tier, customers FROM tier_counts WHERE customers <> 0"
             " ORDER BY partition, tier"
         )
-        seen = await connection.fetchval("SELECT count(*) FROM scorer_events")
+        seen = await connection.fetchval("SELECT count(*) FROM scorer_seen")
     finally:
         await connection.close()
     return {

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from devstack.kafka import run_isolated
 from services import migrations
 from services.scorer.store.control import ControlRepository
+from services.scorer.store.seen import event_key
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ async def _version(url: str) -> list[str]:
 def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert run_isolated(_version(database_url)) == []
     migrations.upgrade(database_url)
-    assert run_isolated(_version(database_url)) == ["0013"]
+    assert run_isolated(_version(database_url)) == ["0014"]
     migrations.upgrade(database_url)  # idempotent: make up runs it at every start
     migrations.downgrade(database_url)
     assert run_isolated(_version(database_url)) == []
@@ -104,3 +105,37 @@ def test_activations_are_numbered_in_the_order_they_happened(database_url: str) 
     assert numbers == {"v2": 1, "v1": 2, "v3": None}  # v3 was never activated
     assert generation == 1
     assert next_activation == 3  # re-activating v2 is a new activation
+
+
+async def _seen_carried_over(url: str) -> list[tuple[bytes, bytes]]:
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("""
+                INSERT INTO scorer_events (source, id, digest) VALUES
+                    ('erp/orders', 'e-1', :d1), ('erp/订单', 'e-2', :d2), ('a', 'bc', :d1),
+                    ('ab', 'c', :d2)
+            """),
+            {"d1": bytes(range(32)), "d2": bytes(range(100, 132))},
+        )
+    await engine.dispose()
+    await asyncio.to_thread(migrations.upgrade, url, "head")
+    engine = create_async_engine(url)
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT key, digest FROM scorer_seen ORDER BY key"))
+        found = [(bytes(row.key), bytes(row.digest)) for row in rows]
+    await engine.dispose()
+    return found
+
+
+def test_the_events_seen_are_carried_over_with_the_services_keys(database_url: str) -> None:
+    migrations.upgrade(database_url, "0013")
+    found = run_isolated(_seen_carried_over(database_url))
+    d1, d2 = bytes(range(32))[:8], bytes(range(100, 132))[:8]
+    expected = [
+        (event_key("erp/orders", "e-1"), d1),
+        (event_key("erp/订单", "e-2"), d2),
+        (event_key("a", "bc"), d1),  # the source's length keeps ("a", "bc") and ("ab", "c")
+        (event_key("ab", "c"), d2),  # apart
+    ]
+    assert found == sorted(expected)

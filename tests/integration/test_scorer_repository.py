@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
 from services.scorer.store.customers import ScorerRepository, StoredCustomer
+from services.scorer.store.seen import event_key
 from services.scorer.store.tiers import HistoryEntry, TierRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -84,7 +85,8 @@ async def test_events_seen_are_forgotten_after_the_retention(engine: AsyncEngine
             [("erp", "old-1", b"a"), ("erp", "old-2", b"b"), ("erp", "new", b"c")]
         )
         await session.execute(
-            text("UPDATE scorer_events SET seen_at = now() - interval '401 days' WHERE id <> 'new'")
+            text("UPDATE scorer_seen SET seen_at = now() - interval '401 days' WHERE key <> :new"),
+            {"new": event_key("erp", "new")},
         )
     async with unit_of_work(make) as session:
         assert await ScorerRepository(session).forget_events(400, limit=1) == 1

@@ -1,7 +1,6 @@
 """The compiled path's statements (services/scorer/compiled_batch.py), on asyncpg directly:
 customers loaded and saved as columns (instants as µs since the epoch, which the compiled
-core keeps), and a batch's events marked seen with one status per event. The caller's
-transaction; nothing here commits."""
+core keeps), and pages of them rescored. The caller's transaction; nothing here commits."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db.engine import driver_connection
 
-NEW, SEEN, CONFLICT = 0, 1, 2
 # both reads' columns are in the order the engine's `load` takes them
 _LOAD = """
     SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
@@ -110,16 +108,6 @@ _SAVE = (
 """  # noqa: S608 - two constants, no input
     + UPSERT
 )
-_RECORD = """
-    INSERT INTO scorer_events (source, id, digest)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
-    ON CONFLICT (source, id) DO NOTHING
-    RETURNING source, id
-"""
-_DIGESTS = """
-    SELECT source, id, digest FROM scorer_events
-    WHERE (source, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
 
 
 class ColumnRepository:
@@ -158,27 +146,3 @@ class ColumnRepository:
         if columns[0]:
             driver = await driver_connection(self._session)
             await driver.execute(_SAVE, *columns)
-
-    async def record_events(
-        self, sources: list[str], ids: list[str], digests: list[bytes]
-    ) -> list[int]:
-        """Marks the events seen; per event NEW, SEEN (an exact repeat) or CONFLICT (seen
-        with another digest). (source, id) must be unique within the call."""
-        if not sources:
-            return []
-        driver = await driver_connection(self._session)
-        inserted = {(r[0], r[1]) for r in await driver.fetch(_RECORD, sources, ids, digests)}
-        if len(inserted) == len(sources):
-            return [NEW] * len(sources)
-        others = [(s, i) for s, i in zip(sources, ids, strict=True) if (s, i) not in inserted]
-        stored = {
-            (r[0], r[1]): bytes(r[2])
-            for r in await driver.fetch(_DIGESTS, [s for s, _ in others], [i for _, i in others])
-        }
-        out = []
-        for source, event_id, digest in zip(sources, ids, digests, strict=True):
-            if (source, event_id) in inserted:
-                out.append(NEW)
-            else:
-                out.append(SEEN if stored.get((source, event_id)) == digest else CONFLICT)
-        return out

@@ -1,5 +1,5 @@
-"""The scorer's SQL about customers and the events seen (tiers as a whole: tiers.py;
-partitions and rulesets: control.py). Repositories take the caller's session and never
+"""The scorer's SQL about customers, and the events seen through seen.py (tiers as a whole:
+tiers.py; partitions and rulesets: control.py). Repositories take the caller's session and never
 commit."""
 
 from collections.abc import Sequence
@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db.engine import driver_connection
 from services.scorer.core.snapshot import Snapshot
-from services.scorer.store.columns import UPSERT, ColumnRepository
+from services.scorer.store.columns import UPSERT
+from services.scorer.store.seen import SeenRepository, digests_of, event_key
 
 Seen = Literal["new", "duplicate", "conflict"]
-_SEEN: tuple[Seen, Seen, Seen] = ("new", "duplicate", "conflict")  # by columns' NEW, SEEN, ..
+_SEEN: tuple[Seen, Seen, Seen] = ("new", "duplicate", "conflict")  # by seen's NEW, SEEN, ..
 
 
 class StoredCustomer(NamedTuple):
@@ -52,12 +53,6 @@ class Rescheduled(NamedTuple):
     snapshot: Snapshot
 
 
-_FORGET = text("""
-    DELETE FROM scorer_events WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM scorer_events
-        WHERE seen_at < clock_timestamp() - make_interval(days => :days) LIMIT :limit))
-""")
-_LOCK_FORGET = text("SELECT pg_try_advisory_xact_lock(7346212003)")
 # customers are read with asyncpg itself (positional parameters, tuples out): the re-tier
 # and the sweep read every customer, and the ORM's rows cost more than the query. The
 # columns of all three reads are in `_customer`'s order.
@@ -159,24 +154,21 @@ class ScorerRepository:
     ) -> dict[tuple[str, str], Seen]:
         """Marks (source, id, digest) as seen. Keys must be unique within the call (the
         caller dedupes a batch first); a key seen before is a duplicate, or a conflict
-        when its content digest differs (the statements: columns.py)."""
+        when its content digest differs (the statements: seen.py)."""
         if not events:
             return {}
-        sources, ids, digests = (list(column) for column in zip(*events, strict=True))
-        statuses = await ColumnRepository(self._session).record_events(sources, ids, digests)
+        keys = [event_key(source, event_id) for source, event_id, _ in events]
+        statuses = await SeenRepository(self._session).record(
+            keys, digests_of([digest for _, _, digest in events])
+        )
         return {
             (source, event_id): _SEEN[status]
-            for source, event_id, status in zip(sources, ids, statuses, strict=True)
+            for (source, event_id, _), status in zip(events, statuses, strict=True)
         }
 
     async def forget_events(self, older_than_days: int, limit: int) -> int:
-        """Forgets up to `limit` events seen more than `older_than_days` ago; one instance at
-        a time (0 when another holds the lock). A duplicate of a forgotten event would count
-        again: the retention must exceed how late a duplicate can arrive."""
-        if not await self._session.scalar(_LOCK_FORGET):
-            return 0
-        result = await self._session.execute(_FORGET, {"days": older_than_days, "limit": limit})
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        """SeenRepository.forget (one instance at a time; see there)."""
+        return await SeenRepository(self._session).forget(older_than_days, limit)
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
         driver = await driver_connection(self._session)
