@@ -16,7 +16,7 @@ Per partition, in this order:
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import structlog
@@ -49,6 +49,7 @@ ClockMode = Literal["wall", "event"]
 # seconds of work at most, far below the consumer's poll interval.
 BUDGET = 20_000
 FORGET_BATCH = 10_000  # events seen forgotten per maintenance pass, past their retention
+FORGET_EVERY = timedelta(seconds=60)  # between passes, unless the last one was full
 
 
 class Raw(Located, Protocol):
@@ -132,6 +133,7 @@ class ScorerHandler:
         self._tally = Tally()
         self._per_transaction = budget
         self._retention_days = retention_days
+        self._forget_at = datetime.min.replace(tzinfo=UTC)  # the next pass of forgetting
         self._budget = budget
         self._compiled = compiled
         self.more = False  # re-tier or sweep work left after the last transaction
@@ -147,8 +149,11 @@ class ScorerHandler:
         wall = self._now()
         await self._standards.refresh(session, local_day(wall, self._scoring.zone), wall)
         await self._process(session, dict.fromkeys(partitions, ()))
-        if self._retention_days is not None:
-            await ScorerRepository(session).forget_events(self._retention_days, FORGET_BATCH)
+        if self._retention_days is not None and wall >= self._forget_at:
+            forgotten = await ScorerRepository(session).forget_events(
+                self._retention_days, FORGET_BATCH
+            )
+            self._forget_at = wall if forgotten == FORGET_BATCH else wall + FORGET_EVERY
         return self.more
 
     def committed(self) -> Committed:

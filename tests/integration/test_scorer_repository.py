@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
+from services.scorer.store import seen
 from services.scorer.store.customers import ScorerRepository, StoredCustomer
-from services.scorer.store.seen import event_key
+from services.scorer.store.seen import SeenRepository, event_key
 from services.scorer.store.tiers import HistoryEntry, TierRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -97,3 +98,29 @@ async def test_events_seen_are_forgotten_after_the_retention(engine: AsyncEngine
             [("erp", "old-1", b"a"), ("erp", "new", b"c")]
         )
     assert again == {("erp", "old-1"): "new", ("erp", "new"): "duplicate"}
+
+
+async def test_forgetting_reads_the_time_index_not_the_whole_table(engine: AsyncEngine) -> None:
+    """Every maintenance pass may forget: a scan of every event seen (400 days of them) per
+    pass would grow without bound. The pass summarizes the BRIN index's new ranges and keeps
+    the plan on it, with a bound the index can use (now(), not clock_timestamp())."""
+    make = sessions(engine)
+    async with unit_of_work(make) as session:
+        await session.execute(
+            text("""
+                INSERT INTO scorer_seen (key, digest)
+                SELECT decode(md5(g::text), 'hex'), '\\x0102030405060708'
+                FROM generate_series(1, 20000) g
+            """)
+        )
+    async with unit_of_work(make) as session:
+        assert await SeenRepository(session).forget(400, limit=100) == 0
+        plan = "\n".join(
+            row[0]
+            for row in await session.execute(
+                text(f"EXPLAIN {seen._FORGET.text}"),
+                {"days": 400, "limit": 100},
+            )
+        )
+    assert "Seq Scan" not in plan, plan
+    assert "scorer_seen_by_age" in plan, plan
