@@ -17,7 +17,8 @@ given for one instance and for two (this machine has two cores).
 - latency: ingest's 202 to the tier change on the topic, seen by a subscriber in its own
   process (bench/arrivals.py), at a steady 5,000 events/s, every event a new customer (so
   every event makes a change); the events/s actually posted are reported, and named in the
-  figure when below 95% of the rate asked. Also at 500 events/s, far from saturation;
+  figure when below 95% of the rate asked. Also at 500 events/s, far from saturation. Each
+  after a 3 s warm-up at the same rate whose changes must all have arrived first (not counted);
 - re-tier and sweep at 1,000,000 customers: bench/rescoring.py.
 """
 
@@ -50,6 +51,8 @@ from schemas.v1 import topics
 SCALE = float(os.environ.get("TIERSTREAM_BENCH_SCALE", "1"))
 INSTANCES = (1, 2)
 TARGET_RATE = 5000  # events/s of the latency target
+LATENCY_TARGETS = {TARGET_RATE: "<= 250 ms", 500: "<= 50 ms"}  # p99, issue 16
+WARM_UP_S = 3.0  # of load at the measured rate before the latency is measured
 CLOCKS: tuple[peer.Clock, ...] = ("wall", "event")
 
 
@@ -57,8 +60,9 @@ def run(bootstrap: str, server_url: str) -> list[Figure]:
     figures = throughput(bootstrap, server_url, int(100_000 * SCALE))
     for instances in INSTANCES:
         figures += latency(bootstrap, server_url, TARGET_RATE, 20 * SCALE, instances)
-    # the pipeline's own latency, on a machine far from saturation (make up's two instances)
-    figures += latency(bootstrap, server_url, 500, 20 * SCALE, 2)
+    # the pipeline's own latency, on a machine far from saturation
+    for instances in INSTANCES:
+        figures += latency(bootstrap, server_url, 500, 20 * SCALE, instances)
     figures += rescoring.run(bootstrap, server_url, int(1_000_000 * SCALE), INSTANCES[::-1])
     return figures
 
@@ -168,7 +172,7 @@ def latency(
             f"latency p99, {what}",
             pct(0.99),
             "ms",
-            target="<= 100 ms" if rate == TARGET_RATE else "",
+            target=LATENCY_TARGETS.get(rate, ""),
             notes=notes,
         ),
     ]
@@ -179,38 +183,90 @@ async def _steady_load(
 ) -> tuple[dict[str, float], dict[str, float], list[int]]:
     """Posts `rate` events/s in 100 requests/s; each event is a new customer's first purchase.
     A subscriber in its own process (bench/arrivals.py) notes when each customer's change
-    arrives on the topic; both sides use the wall clock."""
+    arrives on the topic; both sides use the wall clock.
+
+    First a warm-up at the same rate (WARM_UP_S, not counted), whose changes must all have
+    arrived before the measured load begins: a process's first seconds (connections,
+    statements prepared, a new topic's metadata, the first batches on every path) stalled
+    the first second's events by up to 0.7 s, a start-up cost, not the pipeline's steady
+    latency, and it made the p99 of a 20 s run depend on it."""
     sent: dict[str, float] = {}
     retried: list[int] = []
     headers = {
         "authorization": f"Bearer {secret}",
         "content-type": "application/cloudevents-batch+json",
     }
-    per_request = rate // 100
     with (
         tempfile.TemporaryDirectory() as scratch,
         _arrivals(bootstrap, prefix + topics.TIER_CHANGES, Path(scratch) / "arrivals") as out,
     ):
         moment = datetime.now(UTC).isoformat()
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            await _post(client, headers, [_new_customer("L-warm-up", moment)], {})
-            start = time.monotonic()
-            n = 0
-            tasks = []
-            while (elapsed := time.monotonic() - start) < seconds:
-                # behind schedule (the loop shares the two cores): catch up in a larger request
-                size = min(max(per_request, int(elapsed * rate) - n), 1000)
-                batch = [_new_customer(f"L-{n + i}", moment) for i in range(size)]
-                n += size
-                tasks.append(asyncio.create_task(_post(client, headers, batch, sent, retried)))
-                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
-            await asyncio.gather(*tasks)
-        deadline = time.monotonic() + 30
-        received = arrivals.read(out)
-        while time.monotonic() < deadline and not sent.keys() <= received.keys():
-            await asyncio.sleep(0.5)
-            received = arrivals.read(out)
+            warm: dict[str, float] = {}
+            await _paced(
+                client,
+                headers,
+                name="W",
+                moment=moment,
+                rate=rate,
+                seconds=WARM_UP_S,
+                sent=warm,
+                retried=[],
+            )
+            await _arrived(out, warm, "the warm-up's changes did not all arrive")
+            await _paced(
+                client,
+                headers,
+                name="L",
+                moment=moment,
+                rate=rate,
+                seconds=seconds,
+                sent=sent,
+                retried=retried,
+            )
+        received = await _arrived(out, sent, None)
     return sent, received, retried
+
+
+async def _paced(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    *,
+    name: str,
+    moment: str,
+    rate: int,
+    seconds: float,
+    sent: dict[str, float],
+    retried: list[int],
+) -> None:
+    """`rate` new customers per second (`name`-0, `name`-1, ...) for `seconds`."""
+    per_request = rate // 100
+    start = time.monotonic()
+    n = 0
+    tasks = []
+    while (elapsed := time.monotonic() - start) < seconds:
+        # behind schedule (the loop shares the two cores): catch up in a larger request
+        size = min(max(per_request, int(elapsed * rate) - n), 1000)
+        batch = [_new_customer(f"{name}-{n + i}", moment) for i in range(size)]
+        n += size
+        tasks.append(asyncio.create_task(_post(client, headers, batch, sent, retried)))
+        await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+    await asyncio.gather(*tasks)
+
+
+async def _arrived(out: Path, sent: dict[str, float], missing: str | None) -> dict[str, float]:
+    """The arrivals so far once every customer of `sent` has arrived, or after 30 s: then
+    RuntimeError(`missing`) when given, else what arrived (the run reports the rest)."""
+    deadline = time.monotonic() + 30
+    received = arrivals.read(out)
+    while not sent.keys() <= received.keys():
+        if time.monotonic() > deadline:
+            if missing is not None:
+                raise RuntimeError(missing)
+            break
+        await asyncio.sleep(0.5)
+        received = arrivals.read(out)
+    return received
 
 
 @contextmanager

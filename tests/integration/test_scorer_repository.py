@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
 from services.scorer.store import seen
+from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.customers import ScorerRepository, StoredCustomer
 from services.scorer.store.seen import SeenRepository, event_key
 from services.scorer.store.tiers import HistoryEntry, TierRepository
@@ -124,3 +125,32 @@ async def test_forgetting_reads_the_time_index_not_the_whole_table(engine: Async
         )
     assert "Seq Scan" not in plan, plan
     assert "scorer_seen_by_age" in plan, plan
+
+
+async def test_a_batch_load_stays_on_the_index_as_the_table_grows(engine: AsyncEngine) -> None:
+    """Prepared on an empty table and run more than five times (when PostgreSQL may switch
+    to a generic plan), the load of customers by id must still use the primary key once
+    the table holds thousands of rows that no ANALYZE has seen yet."""
+    make = sessions(engine)
+    fill = text("""
+        INSERT INTO customers (customer_id, state, partition, due_day, updated_at)
+        SELECT 'C-' || g, '\\x00', g % 8, 0, now()
+        FROM generate_series(CAST(:first AS int), CAST(:last AS int)) g
+    """)
+    # batches of a hundred new customers: the custom plans, costed on a hundred ids, cost
+    # more than a generic one costed on the planner's default guess of ten
+    for n in range(8):
+        async with unit_of_work(make) as session:
+            await session.execute(fill, {"first": n * 100 + 1, "last": n * 100 + 100})
+            ids = [f"N-{n}-{i}" for i in range(100)]
+            assert await ColumnRepository(session).load(ids) == []
+    async with unit_of_work(make) as session:
+        await session.execute(fill, {"first": 1000, "last": 30000})
+    # this session's scans not yet flushed to the shared statistics, before and after
+    scans = text("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'customers'")
+    async with unit_of_work(make) as session:
+        before = await session.scalar(scans)
+        loaded = await ColumnRepository(session).load(["C-7", "C-12345"])
+        after = await session.scalar(scans)
+    assert sorted(row[0] for row in loaded) == ["C-12345", "C-7"]
+    assert after == before
