@@ -17,6 +17,8 @@ from services.scorer.rescoring import PAGE
 from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.tiers import TierRepository
 
+FIRST_DAY = -(2**31)  # below every due day: the sweep's first page starts at the lowest
+
 
 class CompiledRescoring:
     def __init__(
@@ -70,15 +72,18 @@ class CompiledRescoring:
         budget: int,
         due_only: bool,
     ) -> tuple[str | None, int]:
-        limit, examined = min(PAGE, budget), 0
+        limit, examined, due = min(PAGE, budget), 0, FIRST_DAY
         while True:
-            page = await self._columns.rescan(partition, day, after, limit, due_only=due_only)
+            if due_only:
+                page = await self._columns.due_page(partition, day, (due, after), limit)
+            else:
+                page = await self._columns.rescan(partition, day, after, limit)
             if not page:
                 return None, examined
             moved, rescheduled, counts = self._engine.rescore(page, day, micros(now), cause, detail)
             await self._columns.rescored(moved, rescheduled)
             await self._tiers.count_tiers({(p, tier): delta for p, tier, delta in counts})
-            after, examined = page[-1][0], examined + len(page)
+            after, due, examined = page[-1][0], page[-1][6], examined + len(page)
             if len(page) < limit:
                 return None, examined
             if examined >= budget:

@@ -154,3 +154,42 @@ async def test_a_batch_load_stays_on_the_index_as_the_table_grows(engine: AsyncE
         after = await session.scalar(scans)
     assert sorted(row[0] for row in loaded) == ["C-12345", "C-7"]
     assert after == before
+
+
+async def test_pages_read_their_own_rows_on_a_table_without_statistics(
+    engine: AsyncEngine,
+) -> None:
+    """The re-tier's and the sweep's pages, on a table no ANALYZE has seen: each reads about
+    a page of rows, not the whole rest of the partition into a sort (quadratic in its
+    size). The sweep's pages follow the due day, then the id."""
+    make = sessions(engine)
+    async with unit_of_work(make) as session:
+        await session.execute(
+            text("""
+                INSERT INTO customers (customer_id, state, partition, due_day, updated_at,
+                                       scored_day, stable_until)
+                SELECT 'C-' || lpad(g::text, 6, '0'), '\\x00', g % 2, 100 + g % 7, now(), 0, 0
+                FROM generate_series(1, 30000) g
+            """)
+        )
+    fetched = text(
+        "SELECT coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+        "WHERE relname = 'customers'"
+    )
+    async with unit_of_work(make) as session:
+        columns = ColumnRepository(session)
+        before = await session.scalar(fetched)
+        page = await columns.rescan(1, 200, "C-010000", 1000)
+        middle = await session.scalar(fetched)
+        due = await columns.due_page(1, 104, (102, "C-020000"), 1000)
+        after = await session.scalar(fetched)
+        # the settings are the session's own again
+        assert await session.scalar(text("SHOW enable_sort")) == "on"
+    assert [row[0] for row in page] == [f"C-{n:06d}" for n in range(10_001, 12_001, 2)]
+    assert middle - before <= 1001
+    keys = [(row[6], row[0]) for row in due]
+    assert keys == sorted(keys)
+    assert keys[0] > (102, "C-020000")
+    assert keys[0][0] == 102
+    assert all(day <= 104 for day, _ in keys)
+    assert after - middle <= 1001

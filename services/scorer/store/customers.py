@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db.engine import driver_connection
 from services.scorer.core.snapshot import Snapshot
-from services.scorer.store.columns import UPSERT
+from services.scorer.store.columns import UPSERT, in_index_order
 from services.scorer.store.seen import SeenRepository, digests_of, event_key
 
 Seen = Literal["new", "duplicate", "conflict"]
@@ -190,8 +190,8 @@ class ScorerRepository:
     ) -> list[StoredCustomer]:
         """Every customer of the partition, a page at a time, in id order after `after`
         (with `lazy`, without their state when their snapshot covers `day`)."""
-        rows = await (await driver_connection(self._session)).fetch(
-            _PAGE, partition, day, after, limit, lazy
+        rows = await in_index_order(
+            await driver_connection(self._session), _PAGE, partition, day, after, limit, lazy
         )
         return [_customer(row) for row in rows]
 
