@@ -9,6 +9,7 @@ mod codec;
 mod engine;
 mod event;
 mod fact;
+mod partition;
 mod records;
 mod rules;
 mod state;
@@ -22,6 +23,7 @@ fn tierstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(engine::reencode, m)?)?;
     m.add_function(wrap_pyfunction!(engine::event_key_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(engine::replay, m)?)?;
+    m.add_function(wrap_pyfunction!(partition::partition_of, m)?)?;
     m.add_function(wrap_pyfunction!(records::change_records_for_test, m)?)?;
     Ok(())
 }

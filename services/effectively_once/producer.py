@@ -1,27 +1,24 @@
 """A producer with the safe settings aiokafka does not default to, and bounded sends."""
 
 import asyncio
-import functools
 from collections.abc import Iterable, Iterator
 
 import structlog
+import tierstream_native
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.effectively_once.record import Record
 
 log = structlog.get_logger()
-_PARTITIONER = DefaultPartitioner()
 
 
-@functools.lru_cache(maxsize=1 << 18)
 def partition_index(key: bytes, count: int) -> int:
     """The partition a key goes to among `count`, as the client's default murmur2 partitioner
-    puts it (murmur2 is pure Python in aiokafka, ~3 us; keys recur, so remember it per key)."""
-    index: int = _PARTITIONER(key, list(range(count)), [])
-    return index
+    puts it: murmur2 in the compiled core (aiokafka's is pure Python, ~3 us a key; held
+    equal to it by tests/unit/test_native_partition.py)."""
+    return tierstream_native.partition_of(key, count)
 
 
 class BrokerUnavailable(Exception):
