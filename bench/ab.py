@@ -2,7 +2,7 @@
 run, alternating runs of the old and the new code): the scorer of a base revision (old)
 against this working tree's (new, uncommitted changes included), on the same data.
 
-    python -m bench.ab [--base REF] [--new REF] [--rounds N] [--what throughput|retier]
+    python -m bench.ab [--base REF] [--new REF] [--rounds N] [--what throughput|retier|sweep]
                        [--scale S] [--instances K]
 
 - --base: any git ref; by default the merge-base with the upstream branch when HEAD is
@@ -31,6 +31,9 @@ against this working tree's (new, uncommitted changes included), on the same dat
   start and the group settles, that side's `tierstream rules activate` activates the
   cheaper ruleset, and the clock runs from the command's exit (the activation committed)
   until every partition has applied it: seconds, and the instances' CPU seconds.
+- sweep: the same customers, every one due today (bench/rescoring.py's sweep), filled once
+  per side the same way; the day boundary passes (the partitions' last swept day moves back
+  one day) and the clock runs until every partition has swept today.
 
 TIERSTREAM_KAFKA_BOOTSTRAP_SERVERS and TIERSTREAM_DATABASE_URL name servers to use; else
 they are started here. The table goes to stdout and bench/results/ab.md (with ab.json)."""
@@ -75,6 +78,7 @@ MEASURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("PostgreSQL CPU", "µs/event"),
     ),
     "retier": (("re-tier", "s"), ("scorers' CPU", "s")),
+    "sweep": (("sweep", "s"), ("scorers' CPU", "s")),
 }
 # a worktree's crate is built here, so that its dependencies are built once, not per run
 CARGO_TARGET = Path.home() / ".cache" / "tierstream" / "ab-cargo-target"
@@ -180,10 +184,21 @@ def throughput(sides: list[Side], plan: Plan) -> dict[str, list[Measures]]:
 
 
 def retier(sides: list[Side], plan: Plan) -> dict[str, list[Measures]]:
+    return _rescoring(sides, plan, "retier")
+
+
+def sweep(sides: list[Side], plan: Plan) -> dict[str, list[Measures]]:
+    return _rescoring(sides, plan, "sweep")
+
+
+def _rescoring(sides: list[Side], plan: Plan, what: str) -> dict[str, list[Measures]]:
+    """The re-tier after an activation, or the day-boundary sweep with every customer due
+    (bench/rescoring.py's two paths)."""
     customers = int(1_000_000 * plan.scale)
     prefix = new_topics(plan.bootstrap)
     topic = prefix + topics.CUSTOMER_EVENTS
     today = local_day(datetime.now(UTC), ZoneInfo("UTC"))
+    due_today = str(what == "sweep")
     filled: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="tierstream-ab-rulesets-") as scratch:
         rulesets = {side.name: Path(scratch) / f"{side.name}.yaml" for side in sides}
@@ -193,7 +208,7 @@ def retier(sides: list[Side], plan: Plan) -> dict[str, list[Measures]]:
             )
             filled[side.name] = url = database(plan.server, side.tree)
             sys.stderr.write(f"{side.name}: filling {customers:,} customers\n")
-            side.tree.python("-c", _FILL, url, prefix, str(customers), str(today))
+            side.tree.python("-c", _FILL, url, prefix, str(customers), str(today), due_today)
 
         def one(side: Side) -> Measures:
             url = clone(plan.server, filled[side.name])
@@ -202,15 +217,19 @@ def retier(sides: list[Side], plan: Plan) -> dict[str, list[Measures]]:
             ) as running:
                 settled(url, topic)
                 cpu = cpu_seconds(running)
-                activate = ("rules", "activate", str(rulesets[side.name]), "--url", url)
-                side.tree.python("-m", "services.cli", *activate)
+                if what == "retier":
+                    activate = ("rules", "activate", str(rulesets[side.name]), "--url", url)
+                    side.tree.python("-m", "services.cli", *activate)
+                    done = rescoring.until(
+                        url, topic, lambda p: label_of(p.applied or "") == rescoring.NEW_VERSION
+                    )
+                else:
+                    asyncio.run(rescoring.day_boundary(url, topic))
+                    done = rescoring.until(url, topic, lambda p: (p.swept_day or 0) >= today)
                 started = time.monotonic()
-                done = rescoring.until(
-                    url, topic, lambda p: label_of(p.applied or "") == rescoring.NEW_VERSION
-                )
-                wait_for(lambda: _alive(running) and done(), 1800, "the re-tier did not finish")
+                wait_for(lambda: _alive(running) and done(), 1800, f"the {what} did not finish")
                 return {
-                    "re-tier": time.monotonic() - started,
+                    "re-tier" if what == "retier" else "sweep": time.monotonic() - started,
                     "scorers' CPU": cpu_seconds(running) - cpu,
                 }
 
@@ -219,8 +238,8 @@ def retier(sides: list[Side], plan: Plan) -> dict[str, list[Measures]]:
 
 _FILL = """import asyncio, sys
 from bench.rescoring import _fill
-url, prefix, count, today = sys.argv[1:]
-asyncio.run(_fill(url, prefix, int(count), int(today), due_today=False))
+url, prefix, count, today, due_today = sys.argv[1:]
+asyncio.run(_fill(url, prefix, int(count), int(today), due_today=due_today == "True"))
 """
 
 
@@ -310,7 +329,7 @@ def main() -> int:
     )
     parser.add_argument("--instances", type=int, default=1)
     args = parser.parse_args()
-    measure = throughput if args.what == "throughput" else retier
+    measure = {"throughput": throughput, "retier": retier, "sweep": sweep}[args.what]
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tierstream-ab-")))
         sides = [

@@ -142,7 +142,7 @@ def _measure(
             asyncio.run(_activate(url, cheaper((RULESETS / "default.yaml").read_text())))
             done = until(url, topic, lambda p: label_of(p.applied or "") == NEW_VERSION)
         else:
-            asyncio.run(_day_boundary(url, topic))
+            asyncio.run(day_boundary(url, topic))
             done = until(url, topic, lambda p: (p.swept_day or 0) >= today)
         wait_for(done, 1800, f"the {what} did not finish")
         seconds = time.monotonic() - started
@@ -261,7 +261,7 @@ _LOCK = text("LOCK TABLE scorer_partitions IN ACCESS EXCLUSIVE MODE")
 _DAY_BACK = text("UPDATE scorer_partitions SET swept_day = swept_day - 1 WHERE topic = :topic")
 
 
-async def _day_boundary(url: str, topic: str) -> None:
+async def day_boundary(url: str, topic: str) -> None:
     """The partitions were swept through today: move them back a day, as if today had just
     begun, while the instances run."""
     async with bench_sessions(url) as make, unit_of_work(make) as session:

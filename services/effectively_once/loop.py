@@ -39,6 +39,24 @@ Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[bool]]
 """Work between batches on the partitions held; True when more is left (run again soon)."""
 
 
+@dataclass(frozen=True)
+class Lane:
+    """One maintenance transaction: `maintain` on its share of the partitions held, then
+    `committed` once it committed. With several lanes the shares are disjoint and their
+    transactions run at once, each on its own connection (while one awaits PostgreSQL,
+    another computes), fenced each like a batch; a lane holds its own per-transaction
+    state, so lanes are distinct objects."""
+
+    maintain: Maintenance
+    committed: Callable[[], None] = lambda: None
+
+
+def shares(partitions: Sequence[int], lanes: int) -> list[list[int]]:
+    """`partitions` dealt round-robin in order to at most `lanes` non-empty shares."""
+    ordered = sorted(partitions)
+    return [share for share in (ordered[i::lanes] for i in range(lanes)) if share]
+
+
 def safe_consumer(
     bootstrap_servers: str,
     group_id: str,
@@ -88,7 +106,7 @@ class PartitionedLoop:
         make_session: async_sessionmaker[AsyncSession],
         handler: Handler,
         fetch_timeout_ms: int = 500,
-        maintain: Maintenance | None = None,
+        maintain: Sequence[Lane] = (),
         maintain_every_s: float = 2.0,
         committed: Callable[[], None] | None = None,
     ) -> None:
@@ -98,7 +116,7 @@ class PartitionedLoop:
         self._sessions = make_session
         self._handler = handler
         self._fetch_timeout_ms = fetch_timeout_ms
-        self._maintain = maintain
+        self._lanes = list(maintain)
         self._maintain_every_s = maintain_every_s
         self._committed = committed or (lambda: None)
         self._maintained_at = -math.inf
@@ -138,9 +156,7 @@ class PartitionedLoop:
         loop = asyncio.get_running_loop()
         more = False
         while not self._stopping.is_set():
-            if self._maintain is not None and (
-                loop.time() - self._maintained_at >= self._maintain_every_s
-            ):
+            if self._lanes and (loop.time() - self._maintained_at >= self._maintain_every_s):
                 more = await self._maintenance()
                 self._maintained_at = -math.inf if more else loop.time()
             # with maintenance work left, only take what has arrived: no wait for records
@@ -175,21 +191,40 @@ class PartitionedLoop:
 
     async def _maintenance(self) -> bool:
         """Work that is not driven by records (the day boundary, a new ruleset) on the
-        partitions held, in one transaction fenced like a batch: every claim is re-checked
-        by a compare-and-set that leaves its offset where it is."""
+        partitions held: each lane's share in a transaction of its own, all at once. A
+        failure in one cancels (rolls back) the others and raises as itself."""
         claims = dict(self.claims)
-        if not claims or self._maintain is None:
+        if not claims or not self._lanes:
             return False
+        dealt = shares([tp.partition for tp in claims], len(self._lanes))
+        mine = [
+            {tp: claim for tp, claim in claims.items() if tp.partition in share} for share in dealt
+        ]
+        if len(mine) == 1:
+            return await self._maintain_share(self._lanes[0], mine[0])
+        try:
+            async with asyncio.TaskGroup() as group:
+                done = [
+                    group.create_task(self._maintain_share(lane, share))
+                    for lane, share in zip(self._lanes, mine, strict=False)
+                ]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from failed
+        return any(task.result() for task in done)
+
+    async def _maintain_share(self, lane: Lane, claims: Mapping[TopicPartition, Claim]) -> bool:
+        """One lane's transaction, fenced like a batch: every claim of its share is
+        re-checked by a compare-and-set that leaves its offset where it is."""
         try:
             async with unit_of_work(self._sessions) as session:
-                more = await self._maintain(session, sorted(tp.partition for tp in claims))
+                more = await lane.maintain(session, sorted(tp.partition for tp in claims))
                 store = OffsetStore(session, self._name, self._topic)
                 await store.advance_all([(claim, claim.next_offset) for claim in claims.values()])
         except Fenced as fenced:
             log.warning("fenced", consumer=self._name, reason=str(fenced))
             await self._rewind({}, TopicPartition(self._topic, fenced.partition), claims)
             return False
-        self._committed()
+        lane.committed()
         return more
 
     async def _rewind(

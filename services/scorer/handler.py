@@ -32,7 +32,7 @@ from services.scorer.compiled_batch import CompiledBatch
 from services.scorer.compiled_rescoring import CompiledRescoring
 from services.scorer.core.config import Scoring
 from services.scorer.core.facts import local_day
-from services.scorer.core.scoring import ClockReason, EventCause
+from services.scorer.core.scoring import ClockReason, EventCause, Standard
 from services.scorer.decoding import Incoming, Poison, decode
 from services.scorer.metrics import ScorerMetrics, Tally
 from services.scorer.numbering import Numbering, Run
@@ -122,6 +122,7 @@ class ScorerHandler:
         budget: int = BUDGET,
         retention_days: int | None = None,
         compiled: Compiled | None = None,
+        refreshes: bool = True,
     ) -> None:
         self._topic = topic
         self._scoring = scoring
@@ -136,6 +137,7 @@ class ScorerHandler:
         self._forget_at = datetime.min.replace(tzinfo=UTC)  # the next pass of forgetting
         self._budget = budget
         self._compiled = compiled
+        self._refreshes = refreshes
         self.more = False  # re-tier or sweep work left after the last transaction
         self._numbering = Numbering({})  # the transaction's tier changes
         self._letters = False
@@ -144,10 +146,12 @@ class ScorerHandler:
         await self._process(session, {tp.partition: records for tp, records in batch.items()})
 
     async def maintain(self, session: AsyncSession, partitions: Sequence[int]) -> bool:
-        """Between batches: refresh the standard, then re-tier and sweep idle partitions.
-        True when work is left for the next transaction."""
+        """Between batches: refresh the standard (unless another handler of the instance
+        does: one of its maintenance lanes, see services/scorer/main.py), then re-tier and
+        sweep idle partitions. True when work is left for the next transaction."""
         wall = self._now()
-        await self._standards.refresh(session, local_day(wall, self._scoring.zone), wall)
+        if self._refreshes:
+            await self._standards.refresh(session, local_day(wall, self._scoring.zone), wall)
         await self._process(session, dict.fromkeys(partitions, ()))
         if self._retention_days is not None and wall >= self._forget_at:
             forgotten = await ScorerRepository(session).forget_events(
@@ -224,7 +228,7 @@ class ScorerHandler:
                 engine, ColumnRepository(session), TierRepository(session)
             )
         for p in batch:
-            parts[p] = await self._catch_up(rescoring, parts[p], wall, firsts.get(p))
+            parts[p] = await self._catch_up(rescoring, parts[p], standard, wall, firsts.get(p))
         if compiled is None:
             await self._score_all(work, parts, fresh, wall)
             await work.flush()
@@ -268,13 +272,18 @@ class ScorerHandler:
                 self._score(work, parts[p], good, wall)
 
     async def _catch_up(
-        self, work: Rescoring, part: PartitionState, wall: datetime, first: datetime | None
+        self,
+        work: Rescoring,
+        part: PartitionState,
+        standard: Standard,
+        wall: datetime,
+        first: datetime | None,
     ) -> PartitionState:
         """A pending re-tier, then a pending day-boundary sweep, within the transaction's
         budget of customers; what is left is done by the next transactions (the loop runs
         maintenance again at once while `more` is set), never one transaction so long that
-        the consumer would miss its poll interval and lose its partitions."""
-        standard = self._standards.standard
+        the consumer would miss its poll interval and lose its partitions. `standard`: the
+        one the transaction read once (a lane refreshing it meanwhile changes nothing here)."""
         moment = wall
         if self._clock == "event":
             moment = part.clock or first or wall
@@ -284,7 +293,7 @@ class ScorerHandler:
             # before its key held the activation (revisions before 0010)
             if part.applied is None or part.applied == standard.legacy_key:
                 part.applied = standard.key
-            elif not await self._retier(work, part, standard.key, day, moment):
+            elif not await self._retier(work, part, standard, day, moment):
                 return part
         if self._clock == "wall" and (part.swept_day is None or day > part.swept_day):
             if self._budget <= 0:
@@ -299,11 +308,12 @@ class ScorerHandler:
         return part
 
     async def _retier(
-        self, work: Rescoring, part: PartitionState, key: str, day: int, moment: datetime
+        self, work: Rescoring, part: PartitionState, standard: Standard, day: int, moment: datetime
     ) -> bool:
         """One bounded step of the partition's re-tier; True once it is complete."""
         assert part.applied is not None  # noqa: S101 - checked by the caller
-        same_rules = self._standards.standard.same_activation(part.applied)
+        key = standard.key
+        same_rules = standard.same_activation(part.applied)
         cause: ClockReason = "thresholds_refreshed" if same_rules else "ruleset_activated"
         if self._budget <= 0:
             self.more = True
@@ -314,11 +324,13 @@ class ScorerHandler:
             moment,
             cause,
             key,
-            after=part.retier_after or "",
+            # a re-tier for another standard (one activated while it ran) starts again
+            after=(part.retier_after if part.retier_for == key else None) or "",
             budget=self._budget,
         )
         self._budget -= examined
         part.retier_after = cursor
+        part.retier_for = None if cursor is None else key
         if cursor is not None:
             self.more = True
             return False

@@ -11,6 +11,7 @@ offsets or not at all. SIGTERM finishes the batch in hand, commits it and stops.
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +27,7 @@ from schemas.v1 import topics
 from services.clock import wall_clock
 from services.db.engine import create_engine, sessions
 from services.db.unit_of_work import unit_of_work
-from services.effectively_once.loop import PartitionedLoop, safe_consumer
+from services.effectively_once.loop import Lane, PartitionedLoop, safe_consumer
 from services.effectively_once.producer import safe_producer, start_producer
 from services.effectively_once.relay import Relay
 from services.effectively_once.rounds import Background
@@ -79,7 +80,9 @@ class Scorer:
         self.topic = prefix + topics.CUSTOMER_EVENTS
         self.scoring = scoring_of(settings)
         self.now = now
-        self.engine = create_engine(settings.database_url, "scorer", pool_size=4)
+        self.engine = create_engine(
+            settings.database_url, "scorer", pool_size=3 + settings.maintenance_lanes
+        )
         self.sessions = sessions(self.engine)
         self.consumer = safe_consumer(
             settings.kafka_bootstrap_servers,
@@ -99,31 +102,40 @@ class Scorer:
             refresh=timedelta(seconds=settings.population_refresh_seconds),
             windows=self.scoring.windows,
         )
-        self.handler = ScorerHandler(
-            topic=self.topic,
-            scoring=self.scoring,
-            standards=self.standards,
-            topics=OutTopics(
-                prefix + topics.TIER_CHANGES,
-                prefix + topics.CUSTOMER_TIERS,
-                prefix + topics.DEAD_LETTERS,
-            ),
-            clock=settings.clock,
-            now=now,
-            metrics=self.metrics,
-            budget=settings.transaction_budget,
-            retention_days=settings.dedupe_retention_days,
-            compiled=Compiled(self.scoring) if settings.core == "compiled" else None,
-        )
+        self.handlers = [
+            ScorerHandler(
+                topic=self.topic,
+                scoring=self.scoring,
+                standards=self.standards,
+                topics=OutTopics(
+                    prefix + topics.TIER_CHANGES,
+                    prefix + topics.CUSTOMER_TIERS,
+                    prefix + topics.DEAD_LETTERS,
+                ),
+                clock=settings.clock,
+                now=now,
+                metrics=self.metrics,
+                budget=settings.transaction_budget,
+                # one lane forgets the events seen and refreshes the standard for all
+                retention_days=settings.dedupe_retention_days if lane == 0 else None,
+                compiled=Compiled(self.scoring) if settings.core == "compiled" else None,
+                refreshes=lane == 0,
+            )
+            for lane in range(settings.maintenance_lanes)
+        ]
+        self.handler = self.handlers[0]  # batches run in the first lane's, between rounds
         self.loop = PartitionedLoop(
             self.consumer,
             topic=self.topic,
             name=CONSUMER,
             make_session=self.sessions,
             handler=self.handler,
-            maintain=self.handler.maintain,
+            maintain=[
+                Lane(handler.maintain, functools.partial(self._committed, handler))
+                for handler in self.handlers
+            ],
             maintain_every_s=settings.maintain_every_seconds,
-            committed=self._committed,
+            committed=functools.partial(self._committed, self.handler),
         )
         self.relay = Relay(self.producer, self.sessions)  # dead letters, through the outbox
         self.history = HistoryRelay(
@@ -179,8 +191,8 @@ class Scorer:
         await self.engine.dispose()
         log.info("scorer_stopped")
 
-    def _committed(self) -> None:
-        done = self.handler.committed()
+    def _committed(self, handler: ScorerHandler) -> None:
+        done = handler.committed()
         self.history.committed(done.runs)
         if done.letters:
             self.relay.wake()

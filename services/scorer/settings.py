@@ -50,6 +50,13 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
         ge=1,
         description="events seen are remembered (deduped) this long; a later duplicate counts",
     )
+    maintenance_lanes: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="maintenance transactions (re-tier, sweep) at once, each on its share of "
+        "the partitions held and its own connection",
+    )
     transaction_budget: int = Field(
         20_000, ge=1, description="customers re-tiered or swept per transaction"
     )

@@ -4,7 +4,7 @@ once across restarts and rebalances, and the stored offsets end at the log end."
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services import migrations
 from services.db.engine import create_engine, sessions
-from services.effectively_once.loop import Batch, PartitionedLoop, safe_consumer
+from services.effectively_once.loop import Batch, Lane, PartitionedLoop, safe_consumer
 from services.effectively_once.producer import safe_producer, send_all
 from services.effectively_once.record import Record
 from services.effectively_once.topics import TopicSpec, ensure_topics
@@ -247,3 +247,110 @@ async def test_a_revocation_during_the_handler_neither_crashes_nor_resurrects_a_
 
 async def _claims_empty(running: Running) -> bool:
     return not running.loop.claims
+
+
+def _lanes_loop(running: Running, setup: Setup, lanes: list[Lane]) -> PartitionedLoop:
+    return PartitionedLoop(
+        running.consumer,
+        topic=setup.topic,
+        name="test-consumer",
+        make_session=sessions(setup.engine),
+        handler=apply,
+        maintain=lanes,
+        maintain_every_s=0.2,
+    )
+
+
+async def _maintained(setup: Setup) -> list[int]:
+    async with setup.engine.connect() as connection:
+        found = await connection.execute(
+            text("SELECT partition FROM applied WHERE record_offset < 0 ORDER BY partition")
+        )
+        return list(found.scalars())
+
+
+async def test_maintenance_lanes_run_at_once_each_on_its_own_share(setup: Setup) -> None:
+    """Two lanes: their transactions overlap in time, their shares of the partitions held
+    are disjoint and cover them all, and each lane's commit is reported to that lane."""
+    inside, peak, shares_seen, committed = 0, 0, [], []
+
+    def lane(name: str) -> Lane:
+        async def maintain(session: AsyncSession, partitions: Sequence[int]) -> bool:
+            nonlocal inside, peak
+            inside += 1
+            peak = max(peak, inside)
+            await session.execute(
+                text("INSERT INTO applied VALUES (:p, -1, 'maintained') ON CONFLICT DO NOTHING"),
+                [{"p": p} for p in partitions],
+            )
+            await session.execute(text("SELECT pg_sleep(0.2)"))
+            inside -= 1
+            shares_seen.append(tuple(partitions))
+            return False
+
+        return Lane(maintain, lambda: committed.append(name))
+
+    running = Running(setup)
+    running.loop = _lanes_loop(running, setup, [lane("a"), lane("b")])
+    await running.start()
+    await until(lambda: _held(running, PARTITIONS), 60, "the partitions were not claimed")
+    await until(lambda: _count_is(len(committed), 4), 30, "two rounds did not commit")
+    await running.stop()
+    assert peak == 2  # the two transactions were in flight at once
+    assert (0, 2) in shares_seen
+    assert (1,) in shares_seen
+    assert {"a", "b"} <= set(committed)
+    assert await _maintained(setup) == [0, 1, 2]
+
+
+async def test_a_failing_lane_rolls_back_the_others_and_stops_the_loop(setup: Setup) -> None:
+    class Broken(Exception):
+        pass
+
+    cancelled = []
+
+    armed = asyncio.Event()  # once every partition is held: two lanes, one round
+
+    async def waits(session: AsyncSession, partitions: Sequence[int]) -> bool:
+        if not armed.is_set():
+            return False
+        await session.execute(
+            text("INSERT INTO applied VALUES (:p, -1, 'maintained')"),
+            [{"p": p} for p in partitions],
+        )
+        try:
+            await session.execute(text("SELECT pg_sleep(5)"))
+        except asyncio.CancelledError:
+            cancelled.append(partitions)
+            raise
+        return False
+
+    async def breaks(session: AsyncSession, partitions: Sequence[int]) -> bool:
+        if not armed.is_set():
+            return False
+        await session.execute(text("SELECT pg_sleep(0.2)"))
+        raise Broken(partitions)
+
+    running = Running(setup)
+    running.loop = _lanes_loop(running, setup, [Lane(waits), Lane(breaks)])
+    await running.start()
+    await until(lambda: _held(running, PARTITIONS), 60, "the partitions were not claimed")
+    armed.set()  # the next round fails and stops the loop
+    await until(lambda: _ended(running), 60, "the loop did not stop")
+    with pytest.raises(Broken):
+        await running.stop()
+    await running.consumer.stop()
+    assert cancelled == [[0, 2]]  # not left running
+    assert await _maintained(setup) == []  # its insert was rolled back
+
+
+async def _ended(running: Running) -> bool:
+    return running.task is not None and running.task.done()
+
+
+async def _held(running: Running, partitions: int) -> bool:
+    return len(running.loop.claims) == partitions
+
+
+async def _count_is(found: int, at_least: int) -> bool:
+    return found >= at_least

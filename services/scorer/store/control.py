@@ -23,6 +23,7 @@ class PartitionState:
     processed_at: datetime | None = None
     retier_after: str | None = None  # a re-tier in progress continues after this customer
     history_seq: int = 0  # the number of the partition's last tier change (tier_history.pseq)
+    retier_for: str | None = None  # the standard's key the re-tier in progress is for
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +49,27 @@ class VersionConflict(ValueError):
 
 _PARTITIONS = text("""
     SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after,
-           history_seq
+           history_seq, retier_for
     FROM scorer_partitions WHERE topic = :topic AND partition = ANY(:partitions)
 """)
 _ALL_PARTITIONS = text("""
     SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after,
-           history_seq
+           history_seq, retier_for
     FROM scorer_partitions WHERE topic = :topic ORDER BY partition
 """)
 _SAVE_PARTITION = text("""
     INSERT INTO scorer_partitions
         (topic, partition, clock, swept_day, applied, last_event_time, processed_at,
-         retier_after, history_seq)
+         retier_after, history_seq, retier_for)
     SELECT :topic, * FROM unnest(CAST(:partitions AS int[]), CAST(:clocks AS timestamptz[]),
         CAST(:swept AS int[]), CAST(:applied AS text[]), CAST(:last AS timestamptz[]),
         CAST(:processed AS timestamptz[]), CAST(:retier_after AS text[]),
-        CAST(:history_seq AS bigint[]))
+        CAST(:history_seq AS bigint[]), CAST(:retier_for AS text[]))
     ON CONFLICT (topic, partition) DO UPDATE SET
         clock = excluded.clock, swept_day = excluded.swept_day, applied = excluded.applied,
         last_event_time = excluded.last_event_time, processed_at = excluded.processed_at,
-        retier_after = excluded.retier_after, history_seq = excluded.history_seq
+        retier_after = excluded.retier_after, history_seq = excluded.history_seq,
+        retier_for = excluded.retier_for
 """)
 _ACTIVE = text("""
     SELECT version, body, activated_at, activation FROM rulesets WHERE activation IS NOT NULL
@@ -152,6 +154,7 @@ class ControlRepository:
                 row.processed_at,
                 row.retier_after,
                 row.history_seq,
+                row.retier_for,
             )
             for row in rows
         }
@@ -170,6 +173,7 @@ class ControlRepository:
                     "processed": [s.processed_at for s in states],
                     "retier_after": [s.retier_after for s in states],
                     "history_seq": [s.history_seq for s in states],
+                    "retier_for": [s.retier_for for s in states],
                 },
             )
 
