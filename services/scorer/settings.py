@@ -51,7 +51,7 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
         description="events seen are remembered (deduped) this long; a later duplicate counts",
     )
     maintenance_lanes: int = Field(
-        2,
+        4,
         ge=1,
         le=8,
         description="maintenance transactions (re-tier, sweep) at once, each on its share of "
