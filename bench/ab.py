@@ -229,7 +229,7 @@ def _rescoring(sides: list[Side], plan: Plan, what: str) -> dict[str, list[Measu
                 started = time.monotonic()
                 wait_for(lambda: _alive(running) and done(), 1800, f"the {what} did not finish")
                 return {
-                    "re-tier" if what == "retier" else "sweep": time.monotonic() - started,
+                    MEASURES[what][0][0]: time.monotonic() - started,
                     "scorers' CPU": cpu_seconds(running) - cpu,
                 }
 
