@@ -249,7 +249,12 @@ impl Engine {
     }
 
     /// The same from the snapshot at `today` (`due_from`, then `due_beyond`'s dwell).
-    fn due_snapped(&self, snap: &Snapshot, today: i32, standing: Option<&Standing>) -> PyResult<i32> {
+    fn due_snapped(
+        &self,
+        snap: &Snapshot,
+        today: i32,
+        standing: Option<&Standing>,
+    ) -> PyResult<i32> {
         let mut due = self.rules.due_from(snap, today);
         if self.rules.min_days_in_tier != 0 {
             if due <= today + 1 {
@@ -822,7 +827,11 @@ impl Engine {
         now_us: i64,
         reason: &str,
         detail: String,
-    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyTuple>, Vec<(i32, String, i64)>)> {
+    ) -> PyResult<(
+        Bound<'py, PyTuple>,
+        Bound<'py, PyTuple>,
+        Vec<(i32, String, i64)>,
+    )> {
         let reason: &'static str = match reason {
             "time_passed" => "time_passed",
             "ruleset_activated" => "ruleset_activated",
@@ -901,7 +910,8 @@ impl Engine {
                 }
             } else {
                 let cause = Cause::Clock(reason, detail.clone());
-                let (after, change) = self.judge(py, &customer, features, standing, cause, now_us)?;
+                let (after, change) =
+                    self.judge(py, &customer, features, standing, cause, now_us)?;
                 due = self.due_snapped(&snap, today, Some(&after))?;
                 if change.is_none() && tier.as_deref() == Some(after.tier.as_str()) {
                     (None, None)
@@ -960,7 +970,11 @@ impl Engine {
             .map(|((p, t), d)| (p, t, d))
             .collect();
         deltas.sort_unstable();
-        Ok((PyTuple::new(py, moved)?, PyTuple::new(py, rescheduled)?, deltas))
+        Ok((
+            PyTuple::new(py, moved)?,
+            PyTuple::new(py, rescheduled)?,
+            deltas,
+        ))
     }
 
     /// The changed customers as the save statement's columns (customer_id, state, tier,
@@ -1043,15 +1057,19 @@ impl Engine {
     fn changes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         let changes = std::mem::take(&mut self.changes);
+        let mut shared = SharedHeaders::default();
         for (partition, c) in changes {
             if let Some(made) = self.records_of(&c) {
-                let headers = |h: &records::Headers| -> PyResult<Bound<'py, PyList>> {
+                shared.change();
+                let mut headers = |h: &records::Headers| -> PyResult<Bound<'py, PyList>> {
                     let list = PyList::empty(py);
                     for (name, value) in h {
-                        list.append((*name, PyBytes::new(py, value)))?;
+                        list.append(shared.pair(py, name, value)?)?;
                     }
                     Ok(list)
                 };
+                let changed_headers = headers(&made.changed_headers)?;
+                let latest_headers = headers(&made.latest_headers)?;
                 out.append((
                     true,
                     partition,
@@ -1060,9 +1078,9 @@ impl Engine {
                     c.after.since_us,
                     PyBytes::new(py, &made.key),
                     PyBytes::new(py, &made.changed),
-                    headers(&made.changed_headers)?,
+                    changed_headers,
                     PyBytes::new(py, &made.latest),
-                    headers(&made.latest_headers)?,
+                    latest_headers,
                     c.before.as_ref().map(|b| b.tier.as_str()),
                     &c.after.tier,
                 ))?;
@@ -1205,4 +1223,49 @@ pub fn replay<'py>(
             snap.totals.interactions,
         ),
     ))
+}
+
+/// The (name, value) header pairs of the records `changes` returns, shared where they are
+/// equal: a pair every record has (the spec version, source, types, content type) is one
+/// tuple for the whole call, and a change's own pairs (id, subject, time) are one tuple for
+/// its two records. Tuples are immutable, so sharing them changes nothing but the memory
+/// (and the allocations) the relay holds until it publishes.
+#[derive(Default)]
+struct SharedHeaders<'py> {
+    every: Vec<(&'static str, Vec<u8>, Bound<'py, PyTuple>)>,
+    this: Vec<(&'static str, Vec<u8>, Bound<'py, PyTuple>)>,
+}
+
+impl<'py> SharedHeaders<'py> {
+    const EVERY: [&'static str; 4] = ["ce_specversion", "ce_source", "ce_type", "content-type"];
+
+    /// A new change: its own pairs are not those of the previous one.
+    fn change(&mut self) {
+        self.this.clear();
+    }
+
+    fn pair(
+        &mut self,
+        py: Python<'py>,
+        name: &'static str,
+        value: &[u8],
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let kept = if Self::EVERY.contains(&name) {
+            &mut self.every
+        } else {
+            &mut self.this
+        };
+        if let Some((_, _, pair)) = kept.iter().find(|(n, v, _)| *n == name && v == value) {
+            return Ok(pair.clone());
+        }
+        let pair = PyTuple::new(
+            py,
+            [
+                name.into_pyobject(py)?.into_any(),
+                PyBytes::new(py, value).into_any(),
+            ],
+        )?;
+        kept.push((name, value.to_vec(), pair.clone()));
+        Ok(pair)
+    }
 }

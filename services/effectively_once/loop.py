@@ -33,6 +33,7 @@ from services.db.unit_of_work import unit_of_work
 from services.effectively_once.offsets import Claim, Fenced, OffsetStore
 
 log = structlog.get_logger()
+NOT_READY_WAIT_MS = 10  # maintenance held back: how long to wait for records before asking again
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 Handler = Callable[[AsyncSession, Batch], Awaitable[None]]
 Maintenance = Callable[[AsyncSession, Sequence[int]], Awaitable[bool]]
@@ -109,6 +110,7 @@ class PartitionedLoop:
         maintain: Sequence[Lane] = (),
         maintain_every_s: float = 2.0,
         committed: Callable[[], None] | None = None,
+        maintain_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._consumer = consumer
         self._topic = topic
@@ -119,6 +121,7 @@ class PartitionedLoop:
         self._lanes = list(maintain)
         self._maintain_every_s = maintain_every_s
         self._committed = committed or (lambda: None)
+        self._ready = maintain_ready
         self._maintained_at = -math.inf
         self._stopping = asyncio.Event()
         self.claims: dict[TopicPartition, Claim] = {}
@@ -153,14 +156,20 @@ class PartitionedLoop:
         )
 
     async def run(self) -> None:
+        """Batches, and maintenance between them when it is due and `maintain_ready` says
+        its results can be taken (else the loop takes records and asks again soon)."""
         loop = asyncio.get_running_loop()
-        more = False
         while not self._stopping.is_set():
+            wait = self._fetch_timeout_ms
             if self._lanes and (loop.time() - self._maintained_at >= self._maintain_every_s):
-                more = await self._maintenance()
-                self._maintained_at = -math.inf if more else loop.time()
-            # with maintenance work left, only take what has arrived: no wait for records
-            batch = await self._consumer.getmany(timeout_ms=0 if more else self._fetch_timeout_ms)
+                if self._ready():
+                    more = await self._maintenance()
+                    self._maintained_at = -math.inf if more else loop.time()
+                    # with maintenance work left, only take what has arrived
+                    wait = 0 if more else wait
+                else:
+                    wait = min(wait, NOT_READY_WAIT_MS)
+            batch = await self._consumer.getmany(timeout_ms=wait)
             batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
             if batch:
                 await self._process(batch)

@@ -34,7 +34,8 @@ from services.scorer.store.history import HistoryRepository
 
 log = structlog.get_logger()
 
-MEMORY_LIMIT = 50_000  # changes kept per partition; beyond, they are read from the history
+MEMORY_LIMIT = 40_000  # changes kept in all; beyond, a partition's are read from the history
+BACKLOG_LIMIT = 10_000  # committed, unpublished changes beyond which maintenance waits
 
 
 class HistoryRelay:
@@ -50,6 +51,8 @@ class HistoryRelay:
         batch_size: int = 5000,
         idle_s: float = 0.5,
         send_timeout_s: float = 10.0,
+        memory_limit: int = MEMORY_LIMIT,
+        backlog_limit: int = BACKLOG_LIMIT,
     ) -> None:
         self._producer = producer
         self._sessions = make_session
@@ -59,8 +62,13 @@ class HistoryRelay:
         self._held = held
         self._batch_size = batch_size
         self._send_timeout_s = send_timeout_s
+        self._memory_limit = memory_limit
+        self._backlog_limit = backlog_limit
         self._rounds = Rounds(idle_s)
         self._memory: dict[int, list[Run]] = {}
+        self._kept = 0  # changes in memory
+        self._ends: dict[int, int] = {}  # per partition, the last number committed here
+        self._marks: dict[int, int] = {}  # per partition, the last number published here
 
     def stop(self) -> None:
         self._rounds.stop()
@@ -68,12 +76,25 @@ class HistoryRelay:
     def committed(self, runs: Mapping[int, Run]) -> None:
         """A transaction that wrote these changes committed: publish them now."""
         for partition, run in runs.items():
-            kept = self._memory.setdefault(partition, [])
-            kept.append(run)
-            if sum(len(r.changes) for r in kept) > MEMORY_LIMIT:
-                del self._memory[partition]  # the relay is behind: the history has them
+            self._memory.setdefault(partition, []).append(run)
+            self._kept += len(run.changes)
+            self._ends[partition] = run.base + len(run.changes)
+            self._marks.setdefault(partition, run.base)  # at most: until a round says
+            if self._kept > self._memory_limit:
+                self._drop(partition)  # the relay is behind: the history has them
         if runs:
             self._rounds.wake()
+
+    def backlog(self) -> int:
+        """Changes committed by this instance and not yet published by its relay."""
+        return sum(max(end - self._marks.get(p, end), 0) for p, end in self._ends.items())
+
+    def has_room(self) -> bool:
+        """Whether maintenance may commit more changes now: a re-tier or a sweep commits
+        changes faster than they are published, and the changes waiting in memory are what
+        the scorer's memory grows with, so it waits while the backlog is over the limit
+        (the consumer loop asks before each maintenance round; batches do not wait)."""
+        return self.backlog() <= self._backlog_limit
 
     async def run(self) -> None:
         await self._rounds.run(self._round)
@@ -85,26 +106,36 @@ class HistoryRelay:
     async def publish_batch(self, session: AsyncSession) -> bool:
         """One round in the caller's transaction; True when changes are left to publish."""
         held = set(self._held())
-        for partition in [p for p in self._memory if p not in held]:
-            del self._memory[partition]  # another instance publishes it now
+        for partition in [p for p in self._ends if p not in held]:
+            self._drop(partition)  # another instance publishes it now
+            del self._ends[partition]
+            self._marks.pop(partition, None)
         store = HistoryRepository(session, self._topic)
         behind = await store.behind(sorted(held))
         published: list[Numbered] = []
         marks: dict[int, int] = {}
         more = False
         for partition, (mark, last) in behind.items():
+            room = self._batch_size - len(published)  # at most `batch_size` a round
+            if room <= 0:
+                more = True
+                break
             changes = self._remembered(partition, mark, last)
             if changes is None:
-                entries = await store.unpublished(partition, mark, last, self._batch_size)
+                entries = await store.unpublished(partition, mark, last, room)
                 changes = [
                     Numbered(e.seq or 0, *history_records(e.customer_id, e.change_id, e.payload))
                     for e in entries
                 ]
-                if len(entries) == self._batch_size:
+                if len(entries) == room:
                     more = more or changes[-1].seq < last
                     marks[partition] = changes[-1].seq
                 else:
                     marks[partition] = last  # numbers without a row: a repeated change id
+            elif len(changes) > room:
+                changes = changes[:room]
+                marks[partition] = changes[-1].seq
+                more = True
             else:
                 marks[partition] = last
             published += changes
@@ -145,10 +176,15 @@ class HistoryRelay:
     def _forget(self, marks: Mapping[int, int]) -> None:
         """Memory up to the marks is published."""
         for partition, mark in marks.items():
+            self._marks[partition] = mark
             runs = self._memory.get(partition)
             if runs is not None:
                 kept = [r for r in runs if r.base + len(r.changes) > mark]
+                self._kept -= sum(len(r.changes) for r in runs) - sum(len(r.changes) for r in kept)
                 if kept:
                     self._memory[partition] = kept
                 else:
                     del self._memory[partition]
+
+    def _drop(self, partition: int) -> None:
+        self._kept -= sum(len(r.changes) for r in self._memory.pop(partition, []))

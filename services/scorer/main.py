@@ -124,6 +124,14 @@ class Scorer:
             for lane in range(settings.maintenance_lanes)
         ]
         self.handler = self.handlers[0]  # batches run in the first lane's, between rounds
+        self.history = HistoryRelay(
+            self.producer,
+            self.sessions,
+            topic=self.topic,
+            tier_changes=prefix + topics.TIER_CHANGES,
+            customer_tiers=prefix + topics.CUSTOMER_TIERS,
+            held=lambda: [tp.partition for tp in list(self.loop.claims)],
+        )
         self.loop = PartitionedLoop(
             self.consumer,
             topic=self.topic,
@@ -136,16 +144,9 @@ class Scorer:
             ],
             maintain_every_s=settings.maintain_every_seconds,
             committed=functools.partial(self._committed, self.handler),
+            maintain_ready=self.history.has_room,
         )
         self.relay = Relay(self.producer, self.sessions)  # dead letters, through the outbox
-        self.history = HistoryRelay(
-            self.producer,
-            self.sessions,
-            topic=self.topic,
-            tier_changes=prefix + topics.TIER_CHANGES,
-            customer_tiers=prefix + topics.CUSTOMER_TIERS,
-            held=lambda: [tp.partition for tp in list(self.loop.claims)],
-        )
         self.queries = Queries(
             self.sessions,
             self.standards,

@@ -58,6 +58,6 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
         "the partitions held and its own connection",
     )
     transaction_budget: int = Field(
-        20_000, ge=1, description="customers re-tiered or swept per transaction"
+        20_000, ge=1, description="customers re-tiered or swept per transaction (in each lane)"
     )
     startup_timeout_seconds: float = Field(60.0, gt=0)

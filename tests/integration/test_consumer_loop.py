@@ -249,7 +249,12 @@ async def _claims_empty(running: Running) -> bool:
     return not running.loop.claims
 
 
-def _lanes_loop(running: Running, setup: Setup, lanes: list[Lane]) -> PartitionedLoop:
+def _lanes_loop(
+    running: Running,
+    setup: Setup,
+    lanes: list[Lane],
+    ready: Callable[[], bool] = lambda: True,
+) -> PartitionedLoop:
     return PartitionedLoop(
         running.consumer,
         topic=setup.topic,
@@ -258,6 +263,7 @@ def _lanes_loop(running: Running, setup: Setup, lanes: list[Lane]) -> Partitione
         handler=apply,
         maintain=lanes,
         maintain_every_s=0.2,
+        maintain_ready=ready,
     )
 
 
@@ -342,6 +348,33 @@ async def test_a_failing_lane_rolls_back_the_others_and_stops_the_loop(setup: Se
     await running.consumer.stop()
     assert cancelled == [[0, 2]]  # not left running
     assert await _maintained(setup) == []  # its insert was rolled back
+
+
+async def test_maintenance_waits_while_not_ready_and_batches_do_not(setup: Setup) -> None:
+    """`maintain_ready` holds maintenance back (the scorer's: while the tier changes it
+    committed wait to be published); records are applied meanwhile."""
+    ready, rounds = False, []
+
+    async def maintain(session: AsyncSession, partitions: Sequence[int]) -> bool:
+        rounds.append(tuple(partitions))
+        return False
+
+    running = Running(setup)
+    running.loop = _lanes_loop(running, setup, [Lane(maintain)], ready=lambda: ready)
+    await running.start()
+    await until(lambda: _held(running, PARTITIONS), 60, "the partitions were not claimed")
+    await produce(setup, range(30))
+    await until(lambda: _applied_is(setup, 30), 30, "the records were not applied")
+    assert rounds == []
+    ready = True
+    await until(lambda: _count_is(len(rounds), 1), 30, "maintenance did not run once ready")
+    await running.stop()
+
+
+async def _applied_is(setup: Setup, count: int) -> bool:
+    async with setup.engine.connect() as connection:
+        found = await connection.execute(text("SELECT count(*) FROM applied"))
+        return bool(found.scalar_one() == count)
 
 
 async def _ended(running: Running) -> bool:

@@ -102,7 +102,9 @@ async def commit(setup: Setup, counts: Mapping[int, int]) -> dict[int, Run]:
     return numbering.runs
 
 
-def relay(setup: Setup, held: Collection[int] = (0, 1, 2)) -> HistoryRelay:
+def relay(
+    setup: Setup, held: Collection[int] = (0, 1, 2), batch_size: int = 7, **limits: int
+) -> HistoryRelay:
     return HistoryRelay(
         setup.producer,
         sessions(setup.engine),
@@ -110,7 +112,8 @@ def relay(setup: Setup, held: Collection[int] = (0, 1, 2)) -> HistoryRelay:
         tier_changes=setup.changes,
         customer_tiers=setup.tiers,
         held=lambda: held,
-        batch_size=7,  # several rounds from the history
+        batch_size=batch_size,  # 7: several rounds, from the history and from memory
+        **limits,
     )
 
 
@@ -169,7 +172,7 @@ async def test_published_from_memory_and_else_from_the_history_in_order(setup: S
 
 
 async def test_a_crash_after_the_sends_publishes_the_same_changes_again(setup: Setup) -> None:
-    one = relay(setup)
+    one = relay(setup, batch_size=10)
     one.committed(await commit(setup, {0: 5, 1: 5}))
 
     async def publish_then_crash() -> None:
@@ -206,3 +209,32 @@ async def test_only_the_holder_publishes_and_one_relay_at_a_time(setup: Setup) -
     assert {int(m.headers["ce_id"].split(b"-")[1]) for m in published} == set(range(1, 8))
     via_memory = {int(m.headers["ce_id"].split(b"-")[1]) for m in published if "via" in m.headers}
     assert via_memory == {4, 5, 6, 7}  # partition 1's; partition 0's from the history
+
+
+async def test_memory_is_bounded_in_all_and_the_backlog_holds_maintenance_back(
+    setup: Setup,
+) -> None:
+    one = relay(setup, memory_limit=15, backlog_limit=10)
+    assert one.backlog() == 0
+    assert one.has_room()
+    one.committed(await commit(setup, {0: 12, 1: 9}))  # partition 1's 9 go past 15 in all
+    assert one.backlog() == 21
+    assert not one.has_room()
+    assert await round_of(setup, one)  # 7 a round
+    assert one.backlog() == 14
+    assert not one.has_room()
+    assert await round_of(setup, one)
+    assert one.backlog() == 7
+    assert one.has_room()
+    await drain(setup, one)
+    assert one.backlog() == 0
+    assert await pending(setup) == 0
+    one.committed(await commit(setup, {2: 4}))
+    assert one.backlog() == 4
+    await drain(setup, one)
+    published = await read_all(setup.bootstrap, setup.changes, 25)
+    assert sorted(int(m.headers["ce_id"].split(b"-")[1]) for m in published) == list(range(1, 26))
+    assert all(ns == sorted(ns) for ns in numbers(published).values())
+    via_memory = {int(m.headers["ce_id"].split(b"-")[1]) for m in published if "via" in m.headers}
+    # partition 1's were dropped from memory (the history had them), partition 0's were not
+    assert via_memory == set(range(1, 13)) | set(range(22, 26))

@@ -179,13 +179,23 @@ def columns_of(
     return tuple(rescored), tuple(rescheduled)
 
 
+EVERY_RECORD = {"ce_specversion", "ce_source", "ce_type", "content-type"}
+
+
 def engine_changes(engine: tierstream_native.Engine, standard: Standard) -> list[tuple[Any, ...]]:
-    """(partition, change id, key, changed value, latest value) of the engine's changes."""
+    """(partition, change id, key, changed value, latest value, changed headers, latest
+    headers) of the engine's changes."""
     out = []
+    pairs: dict[tuple[str, bytes], int] = {}  # the pairs of every record, by identity
     for item in engine.changes():
         if item[0]:
-            _, partition, change_id, _, _, key, value, _, latest, *_ = item
-            out.append((partition, change_id, key, value, latest))
+            _, partition, change_id, _, _, key, value, headers, latest, latest_headers = item[:10]
+            out.append((partition, change_id, key, value, latest, headers, latest_headers))
+            own: dict[tuple[str, bytes], int] = {}
+            for pair in [*headers, *latest_headers]:
+                kept = pairs if pair[0] in EVERY_RECORD else own
+                kept.setdefault(pair, id(pair))
+                assert id(pair) == kept[pair]  # equal pairs are one shared tuple
         else:
             change = change_of(item[2:], standard, lookup)
             out.append(python_change((item[1], change)))
@@ -195,7 +205,15 @@ def engine_changes(engine: tierstream_native.Engine, standard: Standard) -> list
 def python_change(numbered: tuple[int, Change]) -> tuple[Any, ...]:
     partition, change = numbered
     changed, latest = change_records(change, SCORING.zone)
-    return (partition, change.change_id, changed.key, changed.value, latest.value)
+    return (
+        partition,
+        change.change_id,
+        changed.key,
+        changed.value,
+        latest.value,
+        changed.headers,
+        latest.headers,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(RULESETS_UNDER_TEST))
