@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod arrays;
 mod codec;
 mod engine;
 mod event;
@@ -24,6 +25,7 @@ fn tierstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(engine::event_key_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(engine::replay, m)?)?;
     m.add_function(wrap_pyfunction!(partition::partition_of, m)?)?;
+    m.add_function(wrap_pyfunction!(arrays::pg_array, m)?)?;
     m.add_function(wrap_pyfunction!(records::change_records_for_test, m)?)?;
     Ok(())
 }

@@ -7,6 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from tierstream_native import pg_array
+
+from services.db.engine import driver_connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +38,16 @@ _COUNT = text("""
     ON CONFLICT (partition, tier)
     DO UPDATE SET customers = tier_counts.customers + excluded.customers
 """)
-_ADD_HISTORY = text("""
+# the ids, partitions and numbers as array literals (tierstream_native.pg_array)
+_ADD_HISTORY = """
     INSERT INTO tier_history (change_id, customer_id, changed_at, payload, partition, pseq)
     SELECT change_id, customer_id, changed_at, payload, partition, pseq
-    FROM unnest(CAST(:change_ids AS text[]), CAST(:customer_ids AS text[]),
-                CAST(:times AS timestamptz[]), CAST(:payloads AS bytea[]),
-                CAST(:partitions AS int[]), CAST(:seqs AS bigint[]))
+    FROM unnest($1::text::text[], $2::text::text[], $3::timestamptz[], $4::bytea[],
+                $5::text::int[], $6::text::bigint[])
          WITH ORDINALITY AS t(change_id, customer_id, changed_at, payload, partition, pseq, n)
     ORDER BY n
     ON CONFLICT (change_id) DO NOTHING
-""")
+"""
 _HISTORY = text("""
     SELECT change_id, customer_id, changed_at, payload FROM tier_history
     WHERE customer_id = :customer_id ORDER BY changed_at, seq
@@ -79,16 +82,15 @@ class TierRepository:
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         if entries:
-            await self._session.execute(
+            driver = await driver_connection(self._session)
+            await driver.execute(
                 _ADD_HISTORY,
-                {
-                    "change_ids": [e.change_id for e in entries],
-                    "customer_ids": [e.customer_id for e in entries],
-                    "times": [e.changed_at for e in entries],
-                    "payloads": [e.payload for e in entries],
-                    "partitions": [e.partition for e in entries],
-                    "seqs": [e.seq for e in entries],
-                },
+                pg_array([e.change_id for e in entries]),
+                pg_array([e.customer_id for e in entries]),
+                [e.changed_at for e in entries],
+                [e.payload for e in entries],
+                pg_array([e.partition for e in entries]),
+                pg_array([e.seq for e in entries]),
             )
 
     async def history(self, customer_id: str) -> list[HistoryEntry]:
