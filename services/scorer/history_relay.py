@@ -14,6 +14,10 @@ Order of work per round, in one transaction:
 3. publish them (acks=all, bounded): the tier-change records, then the latest-tier ones;
 4. move the marks to the last number published, commit.
 
+Memory is bounded: at most MEMORY_LIMIT changes in all, and the scorer holds maintenance
+(re-tier, sweep) back while more than BACKLOG_LIMIT changes it committed wait (`has_room`);
+the records of a round are at most `batch_size` changes, from memory or from the history.
+
 A crash after 3 and before 4 publishes the same records again: at least once, with the same
 change ids, which consumers dedupe by. A customer's changes are in one partition and
 published in number order by one relay at a time, so they stay in order on both topics.
@@ -111,7 +115,11 @@ class HistoryRelay:
             del self._ends[partition]
             self._marks.pop(partition, None)
         store = HistoryRepository(session, self._topic)
+        ends = dict(self._ends)  # committed before the query below began: it sees them
         behind = await store.behind(sorted(held))
+        # nothing to publish there, as far as this relay may: published already (by another
+        # instance's relay in a handover), or being published by the relay holding its lock
+        self._forget({p: end for p, end in ends.items() if p not in behind})
         published: list[Numbered] = []
         marks: dict[int, int] = {}
         more = False
@@ -176,7 +184,7 @@ class HistoryRelay:
     def _forget(self, marks: Mapping[int, int]) -> None:
         """Memory up to the marks is published."""
         for partition, mark in marks.items():
-            self._marks[partition] = mark
+            self._marks[partition] = max(self._marks.get(partition, 0), mark)
             runs = self._memory.get(partition)
             if runs is not None:
                 kept = [r for r in runs if r.base + len(r.changes) > mark]

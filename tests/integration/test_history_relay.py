@@ -238,3 +238,19 @@ async def test_memory_is_bounded_in_all_and_the_backlog_holds_maintenance_back(
     via_memory = {int(m.headers["ce_id"].split(b"-")[1]) for m in published if "via" in m.headers}
     # partition 1's were dropped from memory (the history had them), partition 0's were not
     assert via_memory == set(range(1, 13)) | set(range(22, 26))
+
+
+async def test_changes_another_relay_published_leave_no_backlog(setup: Setup) -> None:
+    """In a handover both instances may hold a partition for a moment: what the other relay
+    published (from the history) is no longer this relay's backlog, or maintenance would
+    wait for it forever."""
+    one = relay(setup, backlog_limit=3)
+    one.committed(await commit(setup, {0: 5}))
+    assert not one.has_room()
+    await drain(setup, relay(setup))  # the other instance's relay, from the history
+    assert await pending(setup) == 0
+    assert not await round_of(setup, one)
+    assert one.backlog() == 0
+    assert one.has_room()
+    published = await read_all(setup.bootstrap, setup.changes, 5)
+    assert not [m for m in published if "via" in m.headers]  # one's memory was not published
