@@ -1237,8 +1237,6 @@ struct SharedHeaders<'py> {
 }
 
 impl<'py> SharedHeaders<'py> {
-    const EVERY: [&'static str; 4] = ["ce_specversion", "ce_source", "ce_type", "content-type"];
-
     /// A new change: its own pairs are not those of the previous one.
     fn change(&mut self) {
         self.this.clear();
@@ -1250,7 +1248,7 @@ impl<'py> SharedHeaders<'py> {
         name: &'static str,
         value: &[u8],
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let kept = if Self::EVERY.contains(&name) {
+        let kept = if records::CONSTANT_HEADERS.contains(&name) {
             &mut self.every
         } else {
             &mut self.this

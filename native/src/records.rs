@@ -328,6 +328,9 @@ pub fn change_records(ctx: &RecordContext, change: &ChangeView<'_>) -> Option<Ch
     })
 }
 
+/// The names in `headers` whose values do not depend on the change (one per record kind).
+pub const CONSTANT_HEADERS: [&str; 4] = ["ce_specversion", "ce_source", "ce_type", "content-type"];
+
 /// `publisher._headers`: what `binding.attribute_headers` gives for the attributes.
 fn headers(kind: &[u8], change: &ChangeView<'_>, time: Vec<u8>) -> Headers {
     vec![

@@ -70,7 +70,6 @@ class HistoryRelay:
         self._backlog_limit = backlog_limit
         self._rounds = Rounds(idle_s)
         self._memory: dict[int, list[Run]] = {}
-        self._kept = 0  # changes in memory
         self._ends: dict[int, int] = {}  # per partition, the last number committed here
         self._marks: dict[int, int] = {}  # per partition, the last number published here
 
@@ -81,11 +80,11 @@ class HistoryRelay:
         """A transaction that wrote these changes committed: publish them now."""
         for partition, run in runs.items():
             self._memory.setdefault(partition, []).append(run)
-            self._kept += len(run.changes)
             self._ends[partition] = run.base + len(run.changes)
-            self._marks.setdefault(partition, run.base)  # at most: until a round says
-            if self._kept > self._memory_limit:
-                self._drop(partition)  # the relay is behind: the history has them
+            # until a round says, what came before the run counts as published
+            self._marks.setdefault(partition, run.base)
+            if self._kept() > self._memory_limit:
+                del self._memory[partition]  # the relay is behind: the history has them
         if runs:
             self._rounds.wake()
 
@@ -111,7 +110,7 @@ class HistoryRelay:
         """One round in the caller's transaction; True when changes are left to publish."""
         held = set(self._held())
         for partition in [p for p in self._ends if p not in held]:
-            self._drop(partition)  # another instance publishes it now
+            self._memory.pop(partition, None)  # another instance publishes it now
             del self._ends[partition]
             self._marks.pop(partition, None)
         store = HistoryRepository(session, self._topic)
@@ -188,11 +187,11 @@ class HistoryRelay:
             runs = self._memory.get(partition)
             if runs is not None:
                 kept = [r for r in runs if r.base + len(r.changes) > mark]
-                self._kept -= sum(len(r.changes) for r in runs) - sum(len(r.changes) for r in kept)
                 if kept:
                     self._memory[partition] = kept
                 else:
                     del self._memory[partition]
 
-    def _drop(self, partition: int) -> None:
-        self._kept -= sum(len(r.changes) for r in self._memory.pop(partition, []))
+    def _kept(self) -> int:
+        """Changes in memory."""
+        return sum(len(run.changes) for runs in self._memory.values() for run in runs)

@@ -58,7 +58,7 @@ _SNAPSHOT_AS = """frequency, monetary, frequency_short, monetary_short, interact
 # The writes take their columns as array literals (tierstream_native.pg_array: asyncpg's
 # encoding of a list costs more than the statement on the server), the states as bytea[].
 # Not the reads' `= ANY(...)`: an array cast from text is not a constant to the planner,
-# which then chose other plans for the load of a batch's customers (0.6 -> 7.6 ms a batch).
+# which then planned the load of a batch's customers otherwise (3.0 -> 36 ms a batch).
 # rows whose tier moved, and rows whose due day or snapshot alone moved (engine's `rescore`)
 _MOVED = (
     """
