@@ -688,19 +688,21 @@ impl Engine {
         Ok(conflicts)
     }
 
-    /// The customers of the fresh events not held yet (to load).
-    fn subjects(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+    /// The customers of the fresh events not held yet (to load): their ids, and each one's
+    /// partition at the same index.
+    fn subjects(&self) -> (Vec<String>, Vec<i32>) {
+        let (mut ids, mut partitions) = (Vec::new(), Vec::new());
         let mut seen: FxMap<&str, ()> = FxMap::default();
         for &i in &self.fresh {
             let e = self.events[i].as_ref().unwrap();
             if !self.entries.contains_key(&e.subject)
                 && seen.insert(e.subject.as_str(), ()).is_none()
             {
-                out.push(e.subject.clone());
+                ids.push(e.subject.clone());
+                partitions.push(e.partition);
             }
         }
-        out
+        (ids, partitions)
     }
 
     /// Per partition with fresh events: (how many, the first one's time, the latest time),

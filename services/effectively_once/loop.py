@@ -11,6 +11,11 @@ Order of work for every batch (one `getmany`), documented because it is the guar
    claimed in PostgreSQL and the consumer seeks to the offset stored there (or to the
    beginning when none is), so the state and the position can never disagree.
 
+With `fixed_partitions` (state kept by partition, as the scorer's customers are), a claim
+first checks the topic's partition count against the one recorded at the first claim and
+raises `PartitionsChanged` out of `run` when it differs. A failure while claiming assigned
+partitions (in aiokafka's rebalance callback, which would only log it) is raised by `run`.
+
 A crash anywhere before 4 leaves no trace; after 4 the records are never applied again.
 A consumer fenced in 3 rolls back, pauses the lost partition and seeks the others back;
 the next rebalance hands the partition to its new owner, who continues after the last
@@ -94,7 +99,10 @@ class _Claims(ConsumerRebalanceListener):  # type: ignore[misc]
             self.loop.claims.pop(partition, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.loop.claim(sorted(assigned))
+        try:
+            await self.loop.claim(sorted(assigned))
+        except Exception as failure:  # aiokafka would log it and go on
+            self.loop.failed(failure)  # `run` raises it
 
 
 class PartitionedLoop:
@@ -111,6 +119,7 @@ class PartitionedLoop:
         maintain_every_s: float = 2.0,
         committed: Callable[[], None] | None = None,
         maintain_ready: Callable[[], bool] = lambda: True,
+        fixed_partitions: bool = False,
     ) -> None:
         self._consumer = consumer
         self._topic = topic
@@ -124,6 +133,8 @@ class PartitionedLoop:
         self._ready = maintain_ready
         self._maintained_at = -math.inf
         self._stopping = asyncio.Event()
+        self._fixed = fixed_partitions
+        self._failure: Exception | None = None
         self.claims: dict[TopicPartition, Claim] = {}
 
     def lags(self) -> dict[int, int]:
@@ -141,9 +152,19 @@ class PartitionedLoop:
         """Finish the batch in hand, commit it, and return from `run` (SIGTERM)."""
         self._stopping.set()
 
+    def failed(self, failure: Exception) -> None:
+        """A failure outside `run` (claiming assigned partitions), raised by `run`."""
+        self._failure = failure
+        self._stopping.set()
+
     async def claim(self, partitions: Sequence[TopicPartition]) -> None:
+        """Claims the assigned partitions; with `fixed_partitions`, first checks the topic's
+        partition count against the one recorded (PartitionsChanged)."""
+        count = len(self._consumer.partitions_for_topic(self._topic) or ())
         async with unit_of_work(self._sessions) as session:
             store = OffsetStore(session, self._name, self._topic)
+            if self._fixed and count:
+                await store.fix_partitions(count)
             claims = {tp: await store.claim(tp.partition) for tp in partitions}
         for tp, claim in claims.items():
             self.claims[tp] = claim
@@ -173,6 +194,8 @@ class PartitionedLoop:
             batch = {tp: records for tp, records in batch.items() if records and tp in self.claims}
             if batch:
                 await self._process(batch)
+        if self._failure is not None:
+            raise self._failure
 
     async def _process(self, batch: Batch) -> None:
         """The claims are read once, before the handler runs: a rebalance while it awaits may

@@ -32,6 +32,34 @@ class Fenced(Exception):
         self.partition = partition
 
 
+class PartitionsChanged(Exception):
+    """The topic has another number of partitions than the consumer's state was kept for:
+    records of one key now land in another partition (and state kept by partition would
+    be looked for in the wrong one)."""
+
+    def __init__(self, topic: str, kept: int, now: int) -> None:
+        super().__init__(
+            f"{topic} has {now} partitions, but this consumer's state is kept by the {kept} "
+            f"partitions it had: a topic's partition count cannot change under a consumer "
+            f"whose state is kept by partition (records of one key would move to another "
+            f"partition). Restore {kept} partitions, or re-create the topic and the state"
+        )
+        self.kept = kept
+        self.now = now
+
+
+_LAYOUT = text("""
+    WITH recorded AS (
+        INSERT INTO consumer_layouts (consumer, topic, partitions)
+        VALUES (:consumer, :topic, :partitions)
+        ON CONFLICT (consumer, topic) DO NOTHING
+        RETURNING partitions
+    )
+    SELECT partitions FROM recorded
+    UNION ALL
+    SELECT partitions FROM consumer_layouts WHERE consumer = :consumer AND topic = :topic
+""")
+
 _CLAIM = text("""
     INSERT INTO consumer_offsets (consumer, topic, partition, epoch, next_offset)
     VALUES (:consumer, :topic, :partition, 1, NULL)
@@ -67,6 +95,18 @@ class OffsetStore:
         self._session = session
         self._consumer = consumer
         self._topic = topic
+
+    async def fix_partitions(self, partitions: int) -> None:
+        """Records the topic's partition count the first time; raises PartitionsChanged when
+        it differs from the one recorded."""
+        kept = (
+            await self._session.execute(
+                _LAYOUT,
+                {"consumer": self._consumer, "topic": self._topic, "partitions": partitions},
+            )
+        ).scalar_one()
+        if kept != partitions:
+            raise PartitionsChanged(self._topic, kept, partitions)
 
     async def claim(self, partition: int) -> Claim:
         row = (await self._session.execute(_CLAIM, self._key(partition))).one()

@@ -86,7 +86,7 @@ class CompiledBatch:
         """Every fresh event applied and judged, the customers saved, the changes numbered
         in the history; returns the changes' (from tier, to tier)."""
         engine = self._engine
-        engine.load(await self._columns.load(engine.subjects()))
+        engine.load(await self._columns.load(*engine.subjects()))
         if self._event_clock:  # the sweeps inside this batch then run in memory
             for partition, (_, _, last) in self.spans.items():
                 await self._load_due(partition, local_day(instant(last), self._scoring.zone))

@@ -81,7 +81,7 @@ class CompiledRescoring:
             if not page:
                 return None, examined
             moved, rescheduled, counts = self._engine.rescore(page, day, micros(now), cause, detail)
-            await self._columns.rescored(moved, rescheduled)
+            await self._columns.rescored(partition, moved, rescheduled)
             await self._tiers.count_tiers({(p, tier): delta for p, tier, delta in counts})
             after, due, examined = page[-1][0], page[-1][6], examined + len(page)
             if len(page) < limit:

@@ -260,8 +260,9 @@ class ScorerHandler:
         wall: datetime,
     ) -> None:
         """The Python path: every fresh event scored by the Python core, in order."""
-        keep = {good.event.subject for goods in fresh.values() for good in goods}
-        await work.preload(keep)
+        await work.preload(
+            {(good.event.subject, p) for p, goods in fresh.items() for good in goods}
+        )
         if self._clock == "event":  # the sweeps inside this batch then run in memory
             for p, goods in fresh.items():
                 if goods:

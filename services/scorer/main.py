@@ -145,6 +145,7 @@ class Scorer:
             maintain_every_s=settings.maintain_every_seconds,
             committed=functools.partial(self._committed, self.handler),
             maintain_ready=self.history.has_room,
+            fixed_partitions=True,  # customers are stored by partition (migration 0017)
         )
         self.relay = Relay(self.producer, self.sessions)  # dead letters, through the outbox
         self.queries = Queries(

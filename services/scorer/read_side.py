@@ -81,7 +81,7 @@ class Queries:
 
     async def customer(self, customer_id: str, as_of: datetime | None) -> CustomerAnswer | None:
         async with unit_of_work(self._sessions) as session:
-            stored = (await ScorerRepository(session).load([customer_id])).get(customer_id)
+            stored = await ScorerRepository(session).find(customer_id)
             if (
                 stored is None
                 or stored.state is None

@@ -87,6 +87,7 @@ class Rescorer:
 
     async def pages(
         self,
+        partition: int,
         fetch: Callable[[str, int], Awaitable[list[StoredCustomer]]],
         after: str,
         *,
@@ -96,7 +97,8 @@ class Rescorer:
         detail: str,
         budget: int,
     ) -> tuple[str | None, int]:
-        """Rescored page by page from storage (customers in memory are newer and skipped);
+        """Rescored page by page from storage, the partition's pages `fetch` reads (customers
+        in memory are newer and skipped);
         returns where to continue (None: no page left) and how many were examined. A chunk's
         writes go out while the next chunk is computed (PostgreSQL and Python on two cores);
         only one statement is ever in flight on the session."""
@@ -107,20 +109,21 @@ class Rescorer:
             for start in range(0, len(page), CHUNK):
                 chunk = page[start : start + CHUNK]
                 moved = await self._overlapped(
-                    moved, chunk, day=day, now=now, cause=cause, detail=detail
+                    partition, moved, chunk, day=day, now=now, cause=cause, detail=detail
                 )
             after, examined = page[-1].customer_id, examined + len(page)
             if len(page) < limit:
                 break
             if examined >= budget:
-                await self._repository.rescored(moved)
+                await self._repository.rescored(partition, moved)
                 return after, examined
             page = await fetch(after, limit)
-        await self._repository.rescored(moved)
+        await self._repository.rescored(partition, moved)
         return None, examined
 
     async def _overlapped(
         self,
+        partition: int,
         moved: list[Rescored | Rescheduled],
         chunk: list[StoredCustomer],
         *,
@@ -131,7 +134,9 @@ class Rescorer:
     ) -> list[Rescored | Rescheduled]:
         """Writes what the previous chunk moved while this chunk is computed; returns what
         this one moved (written by the next call, or by the caller)."""
-        writing = asyncio.create_task(self._repository.rescored(moved)) if moved else None
+        writing = (
+            asyncio.create_task(self._repository.rescored(partition, moved)) if moved else None
+        )
         await asyncio.sleep(0)  # the write is sent before the computing starts
         try:
             return self._rows(chunk, day, now, cause, detail)

@@ -95,8 +95,9 @@ class Workset:
         self._counts: Counts = Counter()
         self.emitted: list[Change] = []  # every change flushed so far (for metrics and logs)
 
-    async def preload(self, customer_ids: Iterable[str]) -> None:
-        missing = [c for c in set(customer_ids) if c not in self._entries]
+    async def preload(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Loads the stored customers of `keys`, (customer id, partition), not in memory."""
+        missing = {k for k in keys if k[0] not in self._entries}
         if missing:
             for customer_id, stored in (await self._repository.load(missing)).items():
                 self._entries[customer_id] = self._entry(stored)
@@ -155,7 +156,14 @@ class Workset:
             return self._repository.due(partition, day, after, limit, lazy=self._lazy)
 
         cursor, examined = await self._rescorer().pages(
-            due, "", day=day, now=now, cause="time_passed", detail=str(day), budget=budget
+            partition,
+            due,
+            "",
+            day=day,
+            now=now,
+            cause="time_passed",
+            detail=str(day),
+            budget=budget,
         )
         await self._trim(keep)
         return cursor is None, examined
@@ -201,7 +209,7 @@ class Workset:
             return self._repository.page(partition, day, after, limit, lazy=self._lazy)
 
         cursor, examined = await self._rescorer().pages(
-            page, after, day=day, now=now, cause=cause, detail=detail, budget=budget
+            partition, page, after, day=day, now=now, cause=cause, detail=detail, budget=budget
         )
         await self._trim(())
         return cursor, examined

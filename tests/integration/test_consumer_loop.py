@@ -10,12 +10,14 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services import migrations
 from services.db.engine import create_engine, sessions
 from services.effectively_once.loop import Batch, Lane, PartitionedLoop, safe_consumer
+from services.effectively_once.offsets import PartitionsChanged
 from services.effectively_once.producer import safe_producer, send_all
 from services.effectively_once.record import Record
 from services.effectively_once.topics import TopicSpec, ensure_topics
@@ -69,7 +71,9 @@ async def produce(setup: Setup, values: range) -> None:
 
 
 class Running:
-    def __init__(self, setup: Setup, name: str = "test-consumer") -> None:
+    def __init__(
+        self, setup: Setup, name: str = "test-consumer", *, fixed_partitions: bool = False
+    ) -> None:
         consumer = safe_consumer(setup.bootstrap, setup.group, f"client-{uuid.uuid4().hex[:4]}")
         self.consumer = consumer
         self.loop = PartitionedLoop(
@@ -78,6 +82,7 @@ class Running:
             name=name,
             make_session=sessions(setup.engine),
             handler=apply,
+            fixed_partitions=fixed_partitions,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -387,3 +392,39 @@ async def _held(running: Running, partitions: int) -> bool:
 
 async def _count_is(found: int, at_least: int) -> bool:
     return found >= at_least
+
+
+async def test_a_topic_whose_partition_count_changed_stops_a_consumer_kept_by_partition(
+    setup: Setup,
+) -> None:
+    """The first claim records the topic's partition count; after a partition is added, the
+    consumer raises PartitionsChanged out of `run` and claims nothing (the scorer keeps its
+    customers by partition: migration 0017). A consumer without `fixed_partitions` goes on."""
+    await produce(setup, range(30))
+    running = await Running(setup, fixed_partitions=True).start()
+    await until(lambda: _at_least(setup, 30), 60, "not everything was applied")
+    await running.stop()
+    async with setup.engine.connect() as connection:
+        kept = await connection.scalar(
+            text("SELECT partitions FROM consumer_layouts WHERE topic = :t"), {"t": setup.topic}
+        )
+    assert kept == PARTITIONS
+    admin = AIOKafkaAdminClient(bootstrap_servers=setup.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_partitions({setup.topic: NewPartitions(PARTITIONS + 1)})
+    finally:
+        await admin.close()
+    before = await stored_offsets(setup)
+    again = await Running(setup, fixed_partitions=True).start()
+    assert again.task is not None
+    with pytest.raises(
+        PartitionsChanged, match=f"has {PARTITIONS + 1} partitions.*the {PARTITIONS}"
+    ):
+        await asyncio.wait_for(asyncio.shield(again.task), 60)
+    await again.consumer.stop()
+    assert await stored_offsets(setup) == before  # nothing claimed anew
+    other = await Running(setup).start()  # the same consumer, not kept by partition
+    await produce(setup, range(30, 40))
+    await until(lambda: _at_least(setup, 40), 60, "the other consumer did not go on")
+    await other.stop()

@@ -100,8 +100,9 @@ def _workset(session: AsyncSession, ruleset: Ruleset, part: PartitionState) -> W
 
 async def _stored_tiers(engine: AsyncEngine, customers: list[str]) -> dict[str, str | None]:
     async with unit_of_work(sessions(engine)) as session:
-        loaded = await ScorerRepository(session).load(customers)
-    return {c: s.tier for c, s in loaded.items()}
+        repository = ScorerRepository(session)
+        loaded = {c: await repository.find(c) for c in customers}
+    return {c: s.tier for c, s in loaded.items() if s is not None}
 
 
 async def test_sweeps_and_a_retier_from_stored_rows_match_the_full_state(

@@ -93,5 +93,6 @@ async def test_an_activation_during_a_retier_starts_it_again(
 
 async def _tiers(engine: AsyncEngine) -> set[str | None]:
     async with unit_of_work(sessions(engine)) as session:
-        loaded = await ScorerRepository(session).load(CUSTOMERS)
-    return {state.tier for state in loaded.values()}
+        repository = ScorerRepository(session)
+        loaded = [await repository.find(c) for c in CUSTOMERS]
+    return {state.tier for state in loaded if state is not None}

@@ -59,9 +59,41 @@ async def test_customers_round_trip_and_upsert(engine: AsyncEngine) -> None:
         await ScorerRepository(session).save(stored)
     async with unit_of_work(make) as session:
         repository = ScorerRepository(session)
-        assert await repository.load(["C-1", "C-2", "C-3"]) == {c.customer_id: c for c in stored}
+        keys = [("C-1", 0), ("C-2", 0), ("C-3", 0)]
+        assert await repository.load(keys) == {c.customer_id: c for c in stored}
         await repository.save([StoredCustomer("C-1", b"\x01new", "general_value", T0, "v2")])
-        assert (await repository.load(["C-1"]))["C-1"].tier == "general_value"
+        assert (await repository.load([("C-1", 0)]))["C-1"].tier == "general_value"
+
+
+async def test_customers_are_kept_by_partition_and_found_by_id_alone(
+    engine: AsyncEngine,
+) -> None:
+    """Each partition's customers in a table of their own (migration 0017), a partition of
+    64 and above in the shared one: the scorer loads by (id, partition), the read API finds
+    a customer by id alone."""
+    make = sessions(engine)
+    stored = [
+        StoredCustomer("C-1", b"\x01", "important_value", T0, "v1", partition=3),
+        StoredCustomer("C-2", b"\x02", "general_value", T0, "v1", partition=70),
+    ]
+    async with unit_of_work(make) as session:
+        await ScorerRepository(session).save(stored)
+        tables = await session.execute(
+            text("SELECT tableoid::regclass::text, customer_id FROM customers ORDER BY 2")
+        )
+        assert [tuple(row) for row in tables] == [
+            ("customers_p3", "C-1"),
+            ("customers_rest", "C-2"),
+        ]
+    async with unit_of_work(make) as session:
+        repository = ScorerRepository(session)
+        assert await repository.load([("C-1", 3), ("C-2", 70), ("C-1", 4)]) == {
+            c.customer_id: c for c in stored
+        }
+        assert await repository.find("C-2") == stored[1]
+        assert await repository.find("C-3") is None
+        columns = await ColumnRepository(session).load(["C-1", "C-2"], [3, 71])
+        assert [row[0] for row in columns] == ["C-1"]
 
 
 async def test_history_is_kept_once_per_change_in_time_order(engine: AsyncEngine) -> None:
@@ -143,14 +175,16 @@ async def test_a_batch_load_stays_on_the_index_as_the_table_grows(engine: AsyncE
         async with unit_of_work(make) as session:
             await session.execute(fill, {"first": n * 100 + 1, "last": n * 100 + 100})
             ids = [f"N-{n}-{i}" for i in range(100)]
-            assert await ColumnRepository(session).load(ids) == []
+            assert await ColumnRepository(session).load(ids, [i % 8 for i in range(100)]) == []
     async with unit_of_work(make) as session:
         await session.execute(fill, {"first": 1000, "last": 30000})
     # this session's scans not yet flushed to the shared statistics, before and after
-    scans = text("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'customers'")
+    scans = text(
+        "SELECT sum(seq_scan) FROM pg_stat_xact_user_tables WHERE relname LIKE 'customers_%'"
+    )
     async with unit_of_work(make) as session:
         before = await session.scalar(scans)
-        loaded = await ColumnRepository(session).load(["C-7", "C-12345"])
+        loaded = await ColumnRepository(session).load(["C-7", "C-12345"], [7, 12345 % 8])
         after = await session.scalar(scans)
     assert sorted(row[0] for row in loaded) == ["C-12345", "C-7"]
     assert after == before
@@ -173,8 +207,8 @@ async def test_pages_read_their_own_rows_on_a_table_without_statistics(
             """)
         )
     fetched = text(
-        "SELECT coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
-        "WHERE relname = 'customers'"
+        "SELECT coalesce(sum(idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
+        "WHERE relname LIKE 'customers_%'"
     )
     async with unit_of_work(make) as session:
         columns = ColumnRepository(session)

@@ -10,11 +10,13 @@ from tierstream_native import pg_array
 
 from services.db.engine import driver_connection
 
-# both reads' columns are in the order the engine's `load` takes them
+# both reads' columns are in the order the engine's `load` takes them; a batch's customers
+# are found by (id, partition), each in its partition's table (migration 0017)
 _LOAD = """
     SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
            ruleset_version, partition, due_day, change_id
-    FROM customers WHERE customer_id = ANY($1::text[])
+    FROM unnest($1::text[], $2::int[]) AS k(customer_id, partition)
+    JOIN customers USING (customer_id, partition)
 """
 _DUE = """
     SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
@@ -57,8 +59,8 @@ _SNAPSHOT_AS = """frequency, monetary, frequency_short, monetary_short, interact
                 first_day, last_purchase_day, scored_day, stable_until)"""
 # The writes take their columns as array literals (tierstream_native.pg_array: asyncpg's
 # encoding of a list costs more than the statement on the server), the states as bytea[].
-# Not the reads' `= ANY(...)`: an array cast from text is not a constant to the planner,
-# which then planned the load of a batch's customers otherwise (3.0 -> 36 ms a batch).
+# Not the batch's load: an array cast from text is not a constant to the planner, which then
+# planned the load otherwise (measured with its earlier `= ANY(...)`: 3.0 -> 36 ms a batch).
 # rows whose tier moved, and rows whose due day or snapshot alone moved (engine's `rescore`)
 _MOVED = (
     """
@@ -75,7 +77,7 @@ _MOVED = (
         AS u(customer_id, tier, since, ruleset_version, change_id, due_day, """
     + _SNAPSHOT_AS
     + """
-    WHERE c.customer_id = u.customer_id
+    WHERE c.partition = $16 AND c.customer_id = u.customer_id
 """
 )
 _RESCHEDULED = (
@@ -89,15 +91,15 @@ _RESCHEDULED = (
         AS u(customer_id, due_day, """
     + _SNAPSHOT_AS
     + """
-    WHERE c.customer_id = u.customer_id
+    WHERE c.partition = $12 AND c.customer_id = u.customer_id
 """
 )
 # a saved customer's row replaces the stored one (both saves: here and customers.py)
 UPSERT = """
-    ON CONFLICT (customer_id) DO UPDATE SET
+    ON CONFLICT (customer_id, partition) DO UPDATE SET
         state = excluded.state, tier = excluded.tier, tier_since = excluded.tier_since,
-        ruleset_version = excluded.ruleset_version, partition = excluded.partition,
-        due_day = excluded.due_day, change_id = excluded.change_id,
+        ruleset_version = excluded.ruleset_version, due_day = excluded.due_day,
+        change_id = excluded.change_id,
         frequency = excluded.frequency, monetary = excluded.monetary,
         frequency_short = excluded.frequency_short, monetary_short = excluded.monetary_short,
         interactions = excluded.interactions, first_day = excluded.first_day,
@@ -133,11 +135,13 @@ class ColumnRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def load(self, customer_ids: Sequence[str]) -> list[Any]:
+    async def load(self, customer_ids: Sequence[str], partitions: Sequence[int]) -> list[Any]:
+        """The stored rows of the customers `customer_ids`, each of the partition at the same
+        index of `partitions`."""
         if not customer_ids:
             return []
         driver = await driver_connection(self._session)
-        return list(await driver.fetch(_LOAD, customer_ids))
+        return list(await driver.fetch(_LOAD, customer_ids, partitions))
 
     async def due(self, partition: int, day: int, after: str, limit: int) -> list[Any]:
         driver = await driver_connection(self._session)
@@ -160,14 +164,16 @@ class ColumnRepository:
             await driver_connection(self._session), _DUE_PAGE, partition, day, customer, limit, due
         )
 
-    async def rescored(self, moved: Sequence[list[Any]], rescheduled: Sequence[list[Any]]) -> None:
-        """The columns of the engine's `rescore`: rows whose tier moved, and rows whose due
-        day or snapshot alone moved."""
+    async def rescored(
+        self, partition: int, moved: Sequence[list[Any]], rescheduled: Sequence[list[Any]]
+    ) -> None:
+        """The columns of the engine's `rescore` of a page of the partition: rows whose tier
+        moved, and rows whose due day or snapshot alone moved."""
         driver = await driver_connection(self._session)
         if moved[0]:
-            await driver.execute(_MOVED, *map(pg_array, moved))
+            await driver.execute(_MOVED, *map(pg_array, moved), partition)
         if rescheduled[0]:
-            await driver.execute(_RESCHEDULED, *map(pg_array, rescheduled))
+            await driver.execute(_RESCHEDULED, *map(pg_array, rescheduled), partition)
 
     async def save(self, columns: Sequence[list[Any]]) -> None:
         if columns[0]:

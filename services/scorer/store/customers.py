@@ -2,7 +2,7 @@
 tiers.py; partitions and rulesets: control.py). Repositories take the caller's session and never
 commit."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -55,12 +55,20 @@ class Rescheduled(NamedTuple):
 
 # customers are read with asyncpg itself (positional parameters, tuples out): the re-tier
 # and the sweep read every customer, and the ORM's rows cost more than the query. The
-# columns of all three reads are in `_customer`'s order.
+# columns of all four reads are in `_customer`'s order.
 _LOAD = """
     SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
            scored_day, stable_until, first_day, last_purchase_day,
            frequency, monetary, frequency_short, monetary_short, interactions
-    FROM customers WHERE customer_id = ANY($1)
+    FROM unnest($1::text[], $2::int[]) AS k(customer_id, partition)
+    JOIN customers USING (customer_id, partition)
+"""
+# one customer by id alone, in whichever partition's table holds it (the read API)
+_FIND = """
+    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
+           scored_day, stable_until, first_day, last_purchase_day,
+           frequency, monetary, frequency_short, monetary_short, interactions
+    FROM customers WHERE customer_id = $1
 """
 # The state is only sent when the stored snapshot does not cover the day ($2) and $5 allows.
 _DUE = """
@@ -118,7 +126,7 @@ _RESCORED = text("""
         AS u(customer_id, tier, tier_since, ruleset_version, change_id, due_day, frequency,
              monetary, frequency_short, monetary_short, interactions, first_day,
              last_purchase_day, scored_day, stable_until)
-    WHERE c.customer_id = u.customer_id
+    WHERE c.partition = :partition AND c.customer_id = u.customer_id
 """)
 _RESCHEDULED = text("""
     UPDATE customers c SET
@@ -136,7 +144,7 @@ _RESCHEDULED = text("""
         CAST(:stable_untils AS int[]))
         AS u(customer_id, due_day, frequency, monetary, frequency_short, monetary_short,
              interactions, first_day, last_purchase_day, scored_day, stable_until)
-    WHERE c.customer_id = u.customer_id
+    WHERE c.partition = :partition AND c.customer_id = u.customer_id
 """)
 _POPULATION = text("""
     SELECT count(*) AS active, avg(frequency) AS frequency, avg(monetary) AS monetary,
@@ -170,10 +178,18 @@ class ScorerRepository:
         """SeenRepository.forget (one instance at a time; see there)."""
         return await SeenRepository(self._session).forget(older_than_days, limit)
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, StoredCustomer]:
+    async def load(self, keys: Collection[tuple[str, int]]) -> dict[str, StoredCustomer]:
+        """The stored customers of `keys`, (customer id, partition) pairs."""
         driver = await driver_connection(self._session)
-        rows = await driver.fetch(_LOAD, list(customer_ids))
+        rows = await driver.fetch(_LOAD, [k[0] for k in keys], [k[1] for k in keys])
         return {row[0]: _customer(row) for row in rows}
+
+    async def find(self, customer_id: str) -> StoredCustomer | None:
+        """The customer, whichever partition it is stored in (each partition's key leads
+        with the id)."""
+        driver = await driver_connection(self._session)
+        row = await driver.fetchrow(_FIND, customer_id)
+        return None if row is None else _customer(row)
 
     async def due(
         self, partition: int, day: int, after: str = "", limit: int = 5000, *, lazy: bool = True
@@ -207,14 +223,17 @@ class ScorerRepository:
                 },
             )
 
-    async def rescored(self, customers: Sequence[Rescored | Rescheduled]) -> None:
-        """Stores what the sweep or a re-tier decided; the customers' states stay."""
+    async def rescored(self, partition: int, customers: Sequence[Rescored | Rescheduled]) -> None:
+        """Stores what the sweep or a re-tier decided for customers of the partition; the
+        customers' states stay."""
         moved = [c for c in customers if isinstance(c, Rescored)]
         if moved:
-            await self._session.execute(_RESCORED, {**_standings(moved), **_scheduled(moved)})
+            await self._session.execute(
+                _RESCORED, {"partition": partition, **_standings(moved), **_scheduled(moved)}
+            )
         kept = [c for c in customers if isinstance(c, Rescheduled)]
         if kept:
-            await self._session.execute(_RESCHEDULED, _scheduled(kept))
+            await self._session.execute(_RESCHEDULED, {"partition": partition, **_scheduled(kept)})
 
     async def ping(self) -> None:
         await self._session.execute(text("SELECT 1"))
