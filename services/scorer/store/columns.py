@@ -10,13 +10,11 @@ from tierstream_native import pg_array
 
 from services.db.engine import driver_connection
 
-# both reads' columns are in the order the engine's `load` takes them; a batch's customers
-# are found by (id, partition), each in its partition's table (migration 0017)
+OWN_TABLES = 64  # partitions 0..63 have a table of their own (migration 0017)
+# both reads' columns are in the order the engine's `load` takes them
 _LOAD = """
     SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
            ruleset_version, partition, due_day, change_id
-    FROM unnest($1::text[], $2::int[]) AS k(customer_id, partition)
-    JOIN customers USING (customer_id, partition)
 """
 _DUE = """
     SELECT customer_id, state, tier, (extract(epoch FROM tier_since) * 1000000)::bigint,
@@ -141,7 +139,7 @@ class ColumnRepository:
         if not customer_ids:
             return []
         driver = await driver_connection(self._session)
-        return list(await driver.fetch(_LOAD, customer_ids, partitions))
+        return list(await driver.fetch(*by_partition(_LOAD, customer_ids, partitions)))
 
     async def due(self, partition: int, day: int, after: str, limit: int) -> list[Any]:
         driver = await driver_connection(self._session)
@@ -180,6 +178,35 @@ class ColumnRepository:
             driver = await driver_connection(self._session)
             ids, *rest = map(pg_array, (columns[0], *columns[2:]))  # the states as bytea[]
             await driver.execute(_SAVE, ids, columns[1], *rest)
+
+
+def by_partition(
+    select: str, customer_ids: Sequence[str], partitions: Sequence[int]
+) -> tuple[Any, ...]:
+    """A statement and its parameters reading the customers `customer_ids` (each of the
+    partition at the same index of `partitions`) with `select`'s columns: one SELECT per
+    partition, on the partition's own table, joined by UNION ALL. Through the partitioned
+    table PostgreSQL planned every partition's table for every batch (each statement is
+    planned with its parameters): 10 - 16 ms a batch, and a hash join over all of them."""
+    ids: dict[int, list[str]] = {}
+    for customer_id, partition in zip(customer_ids, partitions, strict=True):
+        ids.setdefault(partition, []).append(customer_id)
+    parts = sorted(ids)
+    query = " UNION ALL ".join(
+        f"{select} FROM {_table(p)} WHERE customer_id = ANY(${n}::text[]){_only(p)}"
+        for n, p in enumerate(parts, start=1)
+    )
+    return (query, *(ids[p] for p in parts))
+
+
+def _table(partition: int) -> str:
+    """The table of the partition's customers (migration 0017)."""
+    return f"customers_p{partition:d}" if 0 <= partition < OWN_TABLES else "customers_rest"
+
+
+def _only(partition: int) -> str:
+    """The condition a partition's rows need in its table (the shared one holds others)."""
+    return "" if 0 <= partition < OWN_TABLES else f" AND partition = {partition:d}"
 
 
 async def in_index_order(driver: Any, query: str, *args: object) -> list[Any]:

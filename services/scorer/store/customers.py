@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.db.engine import driver_connection
 from services.scorer.core.snapshot import Snapshot
-from services.scorer.store.columns import UPSERT, in_index_order
+from services.scorer.store.columns import UPSERT, by_partition, in_index_order
 from services.scorer.store.seen import SeenRepository, digests_of, event_key
 
 Seen = Literal["new", "duplicate", "conflict"]
@@ -60,16 +60,9 @@ _LOAD = """
     SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
            scored_day, stable_until, first_day, last_purchase_day,
            frequency, monetary, frequency_short, monetary_short, interactions
-    FROM unnest($1::text[], $2::int[]) AS k(customer_id, partition)
-    JOIN customers USING (customer_id, partition)
 """
 # one customer by id alone, in whichever partition's table holds it (the read API)
-_FIND = """
-    SELECT customer_id, state, tier, tier_since, ruleset_version, partition, due_day, change_id,
-           scored_day, stable_until, first_day, last_purchase_day,
-           frequency, monetary, frequency_short, monetary_short, interactions
-    FROM customers WHERE customer_id = $1
-"""
+_FIND = _LOAD + " FROM customers WHERE customer_id = $1"
 # The state is only sent when the stored snapshot does not cover the day ($2) and $5 allows.
 _DUE = """
     SELECT customer_id,
@@ -180,8 +173,10 @@ class ScorerRepository:
 
     async def load(self, keys: Collection[tuple[str, int]]) -> dict[str, StoredCustomer]:
         """The stored customers of `keys`, (customer id, partition) pairs."""
+        if not keys:
+            return {}
         driver = await driver_connection(self._session)
-        rows = await driver.fetch(_LOAD, [k[0] for k in keys], [k[1] for k in keys])
+        rows = await driver.fetch(*by_partition(_LOAD, [k[0] for k in keys], [k[1] for k in keys]))
         return {row[0]: _customer(row) for row in rows}
 
     async def find(self, customer_id: str) -> StoredCustomer | None:
