@@ -163,13 +163,17 @@ def measure(
     ruleset: Ruleset = "default",
     clock: Clock = "wall",
     prefix: str | None = None,
+    shadow: bool = False,
 ) -> Run:
     """One scorer instance, a new database, from a pre-filled topic to caught up. `prefix`:
-    topics that already hold `batch`; without it, a new copy of them is made and filled."""
+    topics that already hold `batch`; without it, a new copy of them is made and filled.
+    `shadow`: with SHADOW_RULESET running in shadow beside the active one (SPEC §11)."""
     if prefix is None:
         prefix = new_topics(bootstrap)
         asyncio.run(produce(bootstrap, prefix + topics.CUSTOMER_EVENTS, batch))
     url = database(server_url)
+    if shadow:
+        asyncio.run(_start_shadow(url))
     settings: dict[str, object] = {"clock": clock}
     if ruleset != "default":
         settings["ruleset_file"] = RULESET_FILES[ruleset].resolve()
@@ -204,6 +208,33 @@ def measure(
         postgres,
         broker,
     )
+
+
+# the default ruleset with a lower monetary threshold: it disagrees with it on many customers
+SHADOW_RULESET = (
+    DEFAULT_RULESET.read_text(encoding="utf-8")
+    .replace("version: rfm-segments-1", "version: rfm-segments-shadow")
+    .replace('monetary: "10000.00"', 'monetary: "5000.00"')
+)
+
+
+async def _start_shadow(url: str) -> None:
+    """SHADOW_RULESET stored and started in shadow in a new database, before any scorer."""
+    from services.db.engine import create_engine, sessions  # noqa: PLC0415
+    from services.db.unit_of_work import unit_of_work  # noqa: PLC0415
+    from services.scorer.store.control import ControlRepository  # noqa: PLC0415
+    from services.scorer.store.shadow import ShadowRepository  # noqa: PLC0415
+
+    engine = create_engine(url, "bench")
+    try:
+        async with unit_of_work(sessions(engine)) as session:
+            await ControlRepository(session, "").store_ruleset(
+                "rfm-segments-shadow", SHADOW_RULESET, "bench"
+            )
+            if await ShadowRepository(session).start("rfm-segments-shadow", "bench") is None:
+                raise RuntimeError("a new database already runs a shadow")
+    finally:
+        await engine.dispose()
 
 
 def _caught_up(scorer: ServiceProcess) -> bool:

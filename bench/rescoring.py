@@ -248,10 +248,10 @@ def _customers(count: int, today: int) -> Iterator[tuple[str, list[Fact]]]:
 
 async def _activate(url: str, ruleset: str) -> None:
     from services.scorer.core.state import Windows  # noqa: PLC0415
-    from services.scorer.preview import activate  # noqa: PLC0415
+    from services.scorer.lifecycle import activate_text  # noqa: PLC0415
 
     async with bench_sessions(url) as make:
-        await activate(make, ruleset, "bench", Windows())
+        await activate_text(make, ruleset, "bench", Windows(), actor="bench")
 
 
 # The running instances read and rewrite their partitions' rows in every transaction: the

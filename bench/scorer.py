@@ -86,6 +86,7 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
     naive = naive_count / naive_seconds
     two = _filled_while_running(bootstrap, server_url, batch, instances=2)
     example = declared.measure(bootstrap, server_url, batch, ruleset="example")
+    shadowed = declared.measure(bootstrap, server_url, batch, shadow=True)
     replay = declared.pair(bootstrap, server_url, batch, "event")
     about = f"({total:,} events, {len(workload.facts):,} customers)"
     return [
@@ -115,6 +116,29 @@ def throughput(bootstrap: str, server_url: str, count: int) -> list[Figure]:
             naive / rate,
         ),
         Figure("RSS after the 1-instance throughput run", one.rss_mib, "MiB", target="<= 400 MB"),
+        Figure(
+            f"with a shadow ruleset running (SPEC §11): 1 instance, pre-filled topic to caught "
+            f"up {about}",
+            shadowed.rate,
+            "events/s",
+            "the same run without a shadow",
+            shadowed.rate / rate,
+            notes=shadowed.notes(),
+        ),
+        Figure(
+            "with a shadow ruleset running: scorer CPU per event",
+            shadowed.cpu_us,
+            "µs/event",
+            "the same run without a shadow",
+            shadowed.cpu_us / one.cpu_us,
+        ),
+        Figure(
+            "with a shadow ruleset running: PostgreSQL CPU per event",
+            shadowed.postgres_us or 0.0,
+            "µs/event",
+            "the same run without a shadow",
+            (shadowed.postgres_us or 0.0) / (one.postgres_us or 1.0),
+        ),
         *declared.figures(one, example, default_rate=False, peer_run=peers["wall"]),
         *declared.figures(*replay, peer_run=peers["event"]),
     ]

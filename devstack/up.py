@@ -26,6 +26,7 @@ from services.demo.people import demo_directory
 from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
 from services.topology import tierstream_topics
+from services.web.tokens import new_token
 
 
 class Stack:
@@ -129,6 +130,18 @@ class Stack:
             secret_file.chmod(0o600)
         return secret_file.read_text().strip(), keys_file.read_text()
 
+    def _scorer_tokens(self) -> str:
+        """A local admin token for the ruleset lifecycle (/v1/rulesets); kept across
+        restarts, gitignored. Yours: `tierstream tokens new` and TIERSTREAM_SCORER_TOKENS."""
+        secret_file = self.config.state / "admin-token"
+        tokens_file = self.config.state / "scorer-tokens.json"
+        if not secret_file.exists() or not tokens_file.exists():
+            secret, entry = new_token("local-admin", "admin")
+            tokens_file.write_text(json.dumps([entry.model_dump(mode="json")]))
+            secret_file.write_text(secret + "\n")
+            secret_file.chmod(0o600)
+        return tokens_file.read_text()
+
     def _directory(self) -> Path:
         """A local demo directory (people, managers, a default team queue; every person's
         alerts go to the local sink), gitignored; tokens are kept across restarts. Your
@@ -163,6 +176,8 @@ class Stack:
         }
         if service == "ingest":
             env["TIERSTREAM_INGEST_API_KEYS"] = keys
+        if service == "scorer" and "TIERSTREAM_SCORER_TOKENS" not in os.environ:
+            env["TIERSTREAM_SCORER_TOKENS"] = self._scorer_tokens()
         if service == "notifier" and "TIERSTREAM_NOTIFIER_DIRECTORY_FILE" not in os.environ:
             env["TIERSTREAM_NOTIFIER_DIRECTORY_FILE"] = str(self._directory())
             env["TIERSTREAM_NOTIFIER_DEFAULT_TEAM"] = "unassigned"
@@ -228,6 +243,7 @@ def banner(stack: Stack, secret: str) -> str:
         f"  Postgres  {stack.database_url}",
         f"  API key   {secret}   (also in {stack.config.state / 'ingest-api-key'})",
         f"  tokens    {stack.config.state / 'notifier-tokens.json'}   (task API, per person)",
+        f"  admin     {stack.config.state / 'admin-token'}   (the scorer's /v1/rulesets)",
         f"  Prometheus http://127.0.0.1:{stack.config.prometheus_port}   (alerts: /alerts)",
         f"  alerts    {stack.config.state / 'logs' / 'alerts.log'}   (the demo's local sink)",
         "  demo      `.venv/bin/tierstream demo` posts a realistic stream through ingest",

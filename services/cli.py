@@ -7,8 +7,8 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+from services import cli_rules
 from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
 from services.topology import tierstream_topics
@@ -18,6 +18,16 @@ def _keys_new(args: argparse.Namespace) -> int:
     secret, entry = new_key(args.name, args.source)
     print(f"API key (shown once, give it to {args.name}): {secret}")
     print("Add this entry to the JSON list in TIERSTREAM_INGEST_API_KEYS:")
+    print(json.dumps(entry.model_dump(mode="json")))
+    return 0
+
+
+def _tokens_new(args: argparse.Namespace) -> int:
+    from services.web.tokens import new_token  # noqa: PLC0415
+
+    secret, entry = new_token(args.name, args.role)
+    print(f"{args.role} token (shown once, give it to {args.name}): {secret}")
+    print("Add this entry to the JSON list in TIERSTREAM_SCORER_TOKENS:")
     print(json.dumps(entry.model_dump(mode="json")))
     return 0
 
@@ -38,88 +48,6 @@ def _db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rules_check(args: argparse.Namespace) -> int:
-    from services.scorer.core import rules  # noqa: PLC0415 - cel-cpp only for this command
-
-    try:
-        ruleset = rules.load(args.file.read_text(encoding="utf-8"), str(args.file))
-    except rules.RulesetError as error:
-        return _refused(args.file, error)
-    print(f"{args.file}: ruleset {ruleset.version} ({ruleset.mode} thresholds) is valid")
-    for tier in ruleset.tiers:
-        flag = " [high value]" if tier.high_value else ""
-        print(f"  {tier.rank:>3}  {tier.id} {tier.label_zh} / {tier.label_en}{flag}")
-    if ruleset.plan.features:
-        names = ", ".join(f.name for f in ruleset.plan.features)
-        print(f"  declared features: {names} ({len(ruleset.plan.streams)} streams)")
-    for score in ruleset.scores:
-        print(f"  score {score.name}: {', '.join(c.name for c in score.components)}")
-    if ruleset.stability:
-        print(f"  stability: min_days_in_tier {ruleset.min_days_in_tier}")
-    return 0
-
-
-def _rules_preview(args: argparse.Namespace) -> int:
-    from services.scorer.core import rules  # noqa: PLC0415
-
-    try:
-        found = asyncio.run(_with_scorer_db(args, "preview"))
-    except rules.RulesetError as error:
-        return _refused(args.file, error)
-    print(found.render())
-    return 0
-
-
-def _rules_activate(args: argparse.Namespace) -> int:
-    from services.scorer.core import rules  # noqa: PLC0415
-    from services.scorer.store.control import VersionConflict  # noqa: PLC0415
-
-    try:
-        stored = asyncio.run(_with_scorer_db(args, "activate"))
-    except rules.RulesetError as error:
-        return _refused(args.file, error)
-    except VersionConflict as error:
-        print(f"{args.file}: refused: {error}", file=sys.stderr)
-        return 1
-    print(f"ruleset {stored.version} is active since {stored.activated_at:%Y-%m-%d %H:%M:%S %Z}")
-    print("running scorers re-tier every customer and emit the changes")
-    return 0
-
-
-async def _with_scorer_db(args: argparse.Namespace, what: str) -> Any:
-    from schemas.v1 import topics  # noqa: PLC0415
-    from services.clock import wall_clock  # noqa: PLC0415
-    from services.db.engine import create_engine, sessions  # noqa: PLC0415
-    from services.scorer import preview  # noqa: PLC0415
-    from services.scorer.main import scoring_of  # noqa: PLC0415
-    from services.scorer.settings import ScorerSettings  # noqa: PLC0415
-
-    settings = ScorerSettings(**({"database_url": args.url} if args.url else {}))
-    text = args.file.read_text(encoding="utf-8")
-    engine = create_engine(settings.database_url, "cli")
-    try:
-        if what == "activate":
-            windows = scoring_of(settings).windows
-            return await preview.activate(sessions(engine), text, str(args.file), windows)
-        return await preview.preview(
-            sessions(engine),
-            text,
-            scoring=scoring_of(settings),
-            topic=settings.topic_prefix + topics.CUSTOMER_EVENTS,
-            clock=settings.clock,
-            now=wall_clock,
-        )
-    finally:
-        await engine.dispose()
-
-
-def _refused(file: Path, error: Any) -> int:
-    print(f"{file}: refused", file=sys.stderr)
-    for problem in error.problems:
-        print(f"  - {problem}", file=sys.stderr)
-    return 1
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tierstream", description=__doc__)
     groups = root.add_subparsers(required=True, metavar="COMMAND")
@@ -134,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
         help="a CloudEvents source it may write; a trailing * is a prefix",
     )
     new.set_defaults(run=_keys_new)
+
+    tokens = groups.add_parser("tokens", help="scorer API tokens").add_subparsers(required=True)
+    token = tokens.add_parser("new", help="make a token (admin: the ruleset lifecycle)")
+    token.add_argument("--name", required=True, help="who it is for (the audit log's actor)")
+    token.add_argument("--role", choices=("admin", "service"), default="admin")
+    token.set_defaults(run=_tokens_new)
 
     topic = groups.add_parser("topics", help="Kafka topics").add_subparsers(required=True)
     create = topic.add_parser("create", help="create the four topics if missing")
@@ -157,18 +91,7 @@ def parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(run=_db_migrate)
 
-    rules = groups.add_parser("rules", help="tiering rulesets").add_subparsers(required=True)
-    check = rules.add_parser("check", help="validate a ruleset file; exit 1 naming problems")
-    check.add_argument("file", type=Path)
-    check.set_defaults(run=_rules_check)
-    for name, run, helps in (
-        ("preview", _rules_preview, "tier distribution and from->to moves on the live state"),
-        ("activate", _rules_activate, "make a ruleset active: scorers re-tier and emit changes"),
-    ):
-        command = rules.add_parser(name, help=helps)
-        command.add_argument("file", type=Path)
-        command.add_argument("--url", help="database URL (default: TIERSTREAM_DATABASE_URL)")
-        command.set_defaults(run=run)
+    cli_rules.register(groups)
 
     demo = groups.add_parser("demo", help="post a realistic stream through ingest (make up)")
     demo.add_argument("--url", default="http://127.0.0.1:8081", help="ingest")
@@ -177,6 +100,14 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=60.0, help="live traffic after history")
     demo.add_argument("--rate", type=float, default=50.0, help="live events per second")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--shadow",
+        choices=("rfm-review", "none"),
+        default="rfm-review",
+        help="rfm-review: run services/scorer/rulesets/rfm-review.yaml in shadow on the scorer "
+        "(SPEC §11; with .tierstream/admin-token) while the demo posts; none: no shadow",
+    )
+    demo.add_argument("--scorer-url", default="http://127.0.0.1:8082", help="the scorer")
     demo.add_argument(
         "--ruleset",
         choices=("default", "abc-value"),
@@ -212,10 +143,36 @@ def _demo(args: argparse.Namespace) -> int:
         code = _demo_ruleset(args.ruleset, args.database_url)
         if code:
             return code
+    if args.shadow != "none":
+        _demo_shadow(args.scorer_url, args.shadow)
     return traffic.run(
         args.url, key, customers_count=args.customers, seconds=args.seconds, rate=args.rate,
         seed=args.seed,
     )  # fmt: skip
+
+
+def _demo_shadow(scorer: str, name: str) -> None:
+    """Runs a shipped review candidate in shadow on the scorer (SPEC §11), with the admin
+    token `make up` wrote; the demo goes on without it when it cannot."""
+    import httpx  # noqa: PLC0415 - only for this command
+
+    from services.demo.review import start_shadow  # noqa: PLC0415
+    from services.scorer.settings import DEFAULT_RULESET  # noqa: PLC0415
+
+    state = Path(os.environ.get("TIERSTREAM_STATE_DIR", ".tierstream"))
+    token_file = state / "admin-token"
+    if not token_file.exists():
+        print(f"no shadow ruleset: no admin token in {token_file} (run `make up` first)")
+        return
+    file = DEFAULT_RULESET.parent / f"{name}.yaml"
+    version = file.read_text(encoding="utf-8").split("version:", 1)[1].split()[0]
+    try:
+        said = start_shadow(
+            scorer, token_file.read_text().strip(), version, file.read_text(encoding="utf-8")
+        )
+    except httpx.HTTPError as error:
+        said = f"no shadow ruleset: the scorer at {scorer} did not answer ({error})"
+    print(said, flush=True)
 
 
 def _demo_ruleset(name: str, url: str) -> int:
@@ -254,7 +211,7 @@ async def _demo_activate(text: str, source: str, url: str) -> tuple[str, bool, f
     """(version, whether it was activated now, how long the scorers may take to load it)."""
     from services.db.engine import create_engine, sessions  # noqa: PLC0415
     from services.db.unit_of_work import unit_of_work  # noqa: PLC0415
-    from services.scorer import preview  # noqa: PLC0415
+    from services.scorer.lifecycle import activate_text  # noqa: PLC0415
     from services.scorer.main import scoring_of  # noqa: PLC0415
     from services.scorer.settings import ScorerSettings  # noqa: PLC0415
     from services.scorer.store.control import ControlRepository  # noqa: PLC0415
@@ -267,7 +224,7 @@ async def _demo_activate(text: str, source: str, url: str) -> tuple[str, bool, f
         if active is not None and active.body == text:
             return active.version, False, 0.0
         windows = scoring_of(settings).windows
-        stored = await preview.activate(sessions(engine), text, source, windows)
+        stored = await activate_text(sessions(engine), text, source, windows, actor="cli:demo")
     finally:
         await engine.dispose()
     return stored.version, True, settings.maintain_every_seconds + 1.0

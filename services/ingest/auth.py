@@ -1,12 +1,12 @@
-"""API keys per source system: stored as SHA-256 hashes, compared in constant time."""
+"""API keys per source system: stored as SHA-256 hashes, compared in constant time
+(services/web/tokens.py)."""
 
-import hashlib
-import hmac
-import secrets
 from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.web.tokens import bearer, digest, new_secret
 
 KEY_PREFIX = "tsk_"
 
@@ -30,26 +30,12 @@ class ApiKey(BaseModel):
         )
 
 
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def new_key(name: str, sources: Sequence[str]) -> tuple[str, ApiKey]:
     """A fresh random secret (shown once) and the entry to configure for it."""
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    secret = new_secret(KEY_PREFIX)
     return secret, ApiKey(name=name, sha256=digest(secret), sources=tuple(sources))
 
 
 def authenticate(keys: Sequence[ApiKey], authorization: str | None) -> ApiKey | None:
     """The key a `Bearer` header carries, or None. Every key is compared, match or not."""
-    if authorization is None:
-        return None
-    scheme, _, secret = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
-    presented = digest(secret.strip())
-    found = None
-    for key in keys:
-        if hmac.compare_digest(presented, key.sha256):
-            found = key
-    return found
+    return bearer(keys, authorization)

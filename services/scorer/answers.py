@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.v1 import tiers as contract
+from services.scorer.lifecycle_answers import ProgressAnswer
 
 
 class _Answer(BaseModel):
@@ -67,3 +68,6 @@ class Status(_Answer):
     partitions: list[PartitionStatus]
     last_event_time: datetime | None
     outbox_pending: int  # records written, not yet on Kafka (2 per tier change, dead letters)
+    retier: ProgressAnswer | None = Field(
+        None, description="The active ruleset's re-tier: customers done of all, per partition."
+    )

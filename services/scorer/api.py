@@ -2,7 +2,7 @@
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
@@ -12,17 +12,25 @@ from prometheus_client import CollectorRegistry
 from pydantic import AwareDatetime
 
 from services.scorer.answers import CustomerAnswer, CustomerPage, Status
+from services.scorer.lifecycle_api import lifecycle_router
 from services.scorer.read_side import AsOfOutOfRange, Queries
 from services.web import problems
 from services.web.health import health_router
 from services.web.problems import Problem
 from services.web.responses import count_responses
+from services.web.tokens import Token
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(*, registry: CollectorRegistry, lifespan: Lifespan | None = None) -> FastAPI:
-    """The queries and the consumer are put on `app.state` by the lifespan (main wires them)."""
+def create_app(
+    *,
+    registry: CollectorRegistry,
+    tokens: Sequence[Token] = (),
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """The queries, the lifecycle and the consumer are put on `app.state` by the lifespan
+    (main wires them); `tokens`: who may use the ruleset lifecycle."""
     app = FastAPI(title="tierstream scorer", version="1.0.0", lifespan=lifespan)
     problems.install(app)
     count_responses(app, registry, "scorer")
@@ -92,6 +100,7 @@ def create_app(*, registry: CollectorRegistry, lifespan: Lifespan | None = None)
         ends = await consumer.end_offsets(partitions) if partitions else {}
         return await _queries(request).status({tp.partition: end for tp, end in ends.items()})
 
+    app.include_router(lifecycle_router(tokens))
     return app
 
 

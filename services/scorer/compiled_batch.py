@@ -42,6 +42,7 @@ class CompiledBatch:
         event_clock: bool,
     ) -> None:
         self._engine = engine
+        self._saved: list[tuple[str, int]] = []
         self._session = session
         self._columns = ColumnRepository(session)
         self._scoring = scoring
@@ -76,6 +77,11 @@ class CompiledBatch:
             )
         self.spans = engine.spans()
 
+    def saved(self) -> list[tuple[str, int]]:
+        """The customers `score` saved (those the batch's events changed), with their
+        partition."""
+        return self._saved
+
     def first_time(self, partition: int) -> datetime | None:
         span = self.spans.get(partition)
         return None if span is None else instant(span[1])
@@ -97,6 +103,7 @@ class CompiledBatch:
             part.swept_day = swept
             part.last_event_time = None if latest is None else instant(latest)
         columns, counts = engine.rows()
+        self._saved = list(zip(columns[0], columns[5], strict=True))
         await self._columns.save(columns)
         tiers = TierRepository(self._session)
         await tiers.count_tiers({(p, tier): delta for p, tier, delta in counts})

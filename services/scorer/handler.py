@@ -36,6 +36,7 @@ from services.scorer.core.scoring import ClockReason, EventCause, Standard
 from services.scorer.decoding import Incoming, Poison, decode
 from services.scorer.metrics import ScorerMetrics, Tally
 from services.scorer.numbering import Numbering, Run
+from services.scorer.shadow import ShadowRun, Shadows, ShadowWork
 from services.scorer.standards import Standards
 from services.scorer.store.columns import ColumnRepository
 from services.scorer.store.control import ControlRepository, PartitionState
@@ -123,6 +124,7 @@ class ScorerHandler:
         retention_days: int | None = None,
         compiled: Compiled | None = None,
         refreshes: bool = True,
+        shadows: Shadows | None = None,
     ) -> None:
         self._topic = topic
         self._scoring = scoring
@@ -138,6 +140,7 @@ class ScorerHandler:
         self._budget = budget
         self._compiled = compiled
         self._refreshes = refreshes
+        self._shadows = shadows
         self.more = False  # re-tier or sweep work left after the last transaction
         self._numbering = Numbering({})  # the transaction's tier changes
         self._letters = False
@@ -151,7 +154,10 @@ class ScorerHandler:
         sweep idle partitions. True when work is left for the next transaction."""
         wall = self._now()
         if self._refreshes:
-            await self._standards.refresh(session, local_day(wall, self._scoring.zone), wall)
+            today = local_day(wall, self._scoring.zone)
+            standard = await self._standards.refresh(session, today, wall)
+            if self._shadows is not None:
+                await self._shadows.refresh(session, standard, today)
         await self._process(session, dict.fromkeys(partitions, ()))
         if self._retention_days is not None and wall >= self._forget_at:
             forgotten = await ScorerRepository(session).forget_events(
@@ -228,12 +234,20 @@ class ScorerHandler:
                 engine, ColumnRepository(session), TierRepository(session)
             )
         for p in batch:
-            parts[p] = await self._catch_up(rescoring, parts[p], standard, wall, firsts.get(p))
+            parts[p] = await self._catch_up(
+                session, rescoring, parts[p], standard, wall, firsts.get(p)
+            )
         if compiled is None:
             await self._score_all(work, parts, fresh, wall)
             await work.flush()
         else:  # the re-tier's and sweep's rows are written: the engine loads them
             self._tally.add_transitions(await compiled.score(parts, wall, numbering))
+        shadow = self._shadow(standard)
+        if shadow is not None:
+            keys = compiled.saved() if compiled is not None else _subjects(fresh)
+            await ShadowWork(session, shadow, self._scoring).customers(
+                keys, {p: self._moment(parts[p], wall, None) for p in batch}
+            )
         letters = [letter for one in sorted_.values() for letter in one.letters]
         await Outbox(session).add(self._topics.dead_letters, letters)
         self._letters = bool(letters)
@@ -272,8 +286,9 @@ class ScorerHandler:
             for good in goods:
                 self._score(work, parts[p], good, wall)
 
-    async def _catch_up(
+    async def _catch_up(  # noqa: PLR0917 - the partition's whole catching up
         self,
+        session: AsyncSession,
         work: Rescoring,
         part: PartitionState,
         standard: Standard,
@@ -285,9 +300,7 @@ class ScorerHandler:
         maintenance again at once while `more` is set), never one transaction so long that
         the consumer would miss its poll interval and lose its partitions. `standard`: the
         one the transaction read once (a lane refreshing it meanwhile changes nothing here)."""
-        moment = wall
-        if self._clock == "event":
-            moment = part.clock or first or wall
+        moment = self._moment(part, wall, first)
         day = local_day(moment, self._scoring.zone)
         if part.applied != standard.key:
             # a partition scored for the first time, or one that applied this standard
@@ -306,7 +319,48 @@ class ScorerHandler:
                 part.swept_day = day
             else:
                 self.more = True
+                return part
+        shadow = self._shadow(standard)
+        if shadow is not None and (part.shadow_key != shadow.key(day) or part.shadow_after):
+            await self._shadow_pass(session, part, shadow, day, moment)
         return part
+
+    def _moment(self, part: PartitionState, wall: datetime, first: datetime | None) -> datetime:
+        """The partition's now: the wall clock, or in event-clock mode its latest event
+        time (before any: the batch's first event's)."""
+        if self._clock == "event":
+            return part.clock or first or wall
+        return wall
+
+    def _shadow(self, standard: Standard) -> ShadowRun | None:
+        """The shadow run to evaluate beside `standard` (None: none runs, or it was made for
+        another standard and the refreshing handler has not rebuilt it yet: the partitions'
+        passes for the new standard then count every customer again)."""
+        shadow = None if self._shadows is None else self._shadows.current
+        return shadow if shadow is not None and shadow.standard == standard.key else None
+
+    async def _shadow_pass(
+        self,
+        session: AsyncSession,
+        part: PartitionState,
+        shadow: ShadowRun,
+        day: int,
+        moment: datetime,
+    ) -> None:
+        """One bounded step of the partition's shadow pass (a new key starts one over)."""
+        key = shadow.key(day)
+        if part.shadow_key != key:
+            part.shadow_key, part.shadow_after = key, ""
+        if self._budget <= 0:
+            self.more = True
+            return
+        cursor, examined = await ShadowWork(session, shadow, self._scoring).page(
+            part.partition, part.shadow_after or "", self._budget, moment, day
+        )
+        self._budget -= examined
+        part.shadow_after = cursor
+        if cursor is not None:
+            self.more = True
 
     async def _retier(
         self, work: Rescoring, part: PartitionState, standard: Standard, day: int, moment: datetime
@@ -319,19 +373,22 @@ class ScorerHandler:
         if self._budget <= 0:
             self.more = True
             return False
+        if part.retier_for != key:
+            # a re-tier for another standard (one activated while it ran) starts again
+            part.retier_after, part.retier_done = None, 0
         cursor, examined = await work.retier(
             part.partition,
             day,
             moment,
             cause,
             key,
-            # a re-tier for another standard (one activated while it ran) starts again
-            after=(part.retier_after if part.retier_for == key else None) or "",
+            after=part.retier_after or "",
             budget=self._budget,
         )
         self._budget -= examined
         part.retier_after = cursor
         part.retier_for = None if cursor is None else key
+        part.retier_done = 0 if cursor is None else part.retier_done + examined
         if cursor is not None:
             self.more = True
             return False
@@ -412,3 +469,8 @@ class ScorerHandler:
             if seen[key] == "new":
                 fresh.setdefault(good.record.partition, []).append(good)
         return fresh
+
+
+def _subjects(fresh: Mapping[int, Sequence[_Good]]) -> set[tuple[str, int]]:
+    """The customers of the events a batch applied, with their partition."""
+    return {(good.event.subject, p) for p, goods in fresh.items() for good in goods}

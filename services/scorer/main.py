@@ -1,12 +1,13 @@
 """Wiring of the scorer: settings, engine, consumer, producer, loop, relay and API are built,
 started and closed here and nowhere else.
 
-Four tasks run beside the HTTP API: the consumer loop (services/effectively_once/loop.py with
+Five tasks run beside the HTTP API: the consumer loop (services/effectively_once/loop.py with
 the scorer's handler), the history relay (tier changes, services/scorer/history_relay.py),
-the outbox relay (dead letters), and a small task that refreshes the consumer-lag and
-customers-per-tier gauges. If the loop or a relay fails (PostgreSQL or Kafka gone),
-the process exits non-zero and is restarted: everything it did is either committed with its
-offsets or not at all. SIGTERM finishes the batch in hand, commits it and stops.
+the outbox relay (dead letters), the scheduled activations (services/scorer/lifecycle.py),
+and a small task that refreshes the consumer-lag, customers-per-tier and ruleset gauges. If
+the loop, a relay or the schedules fail (PostgreSQL or Kafka gone), the process exits
+non-zero and is restarted: everything it did is either committed with its offsets or not at
+all. SIGTERM finishes the batch in hand, commits it and stops.
 """
 
 import asyncio
@@ -39,9 +40,11 @@ from services.scorer.core.facts import local_day
 from services.scorer.core.state import Windows
 from services.scorer.handler import ScorerHandler
 from services.scorer.history_relay import HistoryRelay
+from services.scorer.lifecycle import Lifecycle
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.read_side import Queries
 from services.scorer.settings import ScorerSettings
+from services.scorer.shadow import Shadows
 from services.scorer.standards import Standards
 from services.scorer.workset import OutTopics
 from services.web.serve import serve, settle_heap
@@ -102,6 +105,7 @@ class Scorer:
             refresh=timedelta(seconds=settings.population_refresh_seconds),
             windows=self.scoring.windows,
         )
+        self.shadows = Shadows(self.scoring)
         self.handlers = [
             ScorerHandler(
                 topic=self.topic,
@@ -120,6 +124,7 @@ class Scorer:
                 retention_days=settings.dedupe_retention_days if lane == 0 else None,
                 compiled=Compiled(self.scoring) if settings.core == "compiled" else None,
                 refreshes=lane == 0,
+                shadows=self.shadows,
             )
             for lane in range(settings.maintenance_lanes)
         ]
@@ -157,6 +162,9 @@ class Scorer:
             clock=settings.clock,
             now=now,
         )
+        self.lifecycle = Lifecycle(
+            self.sessions, scoring=self.scoring, topic=self.topic, clock=settings.clock, now=now
+        )
         self.background = Background("scorer")
         self.failed = self.background.failed
 
@@ -167,12 +175,15 @@ class Scorer:
             await self.consumer.start()
         wall = self.now()
         async with unit_of_work(self.sessions) as session:
-            await self.standards.refresh(session, local_day(wall, self.scoring.zone), wall)
+            today = local_day(wall, self.scoring.zone)
+            standard = await self.standards.refresh(session, today, wall)
+            await self.shadows.refresh(session, standard, today)
         self.loop.subscribe()
         self.background.start("loop", self.loop.run)
         self.background.start("relay", self.relay.run)
         self.background.start("history", self.history.run)
         self.background.start("gauges", self._gauges, cancel_on_stop=True)
+        self.background.start("schedules", self._schedules, cancel_on_stop=True)
         log.info(
             "scorer_started",
             topic=self.topic,
@@ -204,10 +215,30 @@ class Scorer:
             await asyncio.sleep(5.0)
             await self.refresh_gauges()
 
+    async def _schedules(self) -> None:
+        """Carries out the scheduled activations due (whichever instance looks first)."""
+        while True:
+            await asyncio.sleep(self.settings.schedule_check_seconds)
+            for done in await self.lifecycle.run_due():
+                log.info(
+                    "ruleset_activated",
+                    version=done.version,
+                    activation=done.activation,
+                    by=done.actor,
+                    cause=done.cause,
+                )
+
     async def refresh_gauges(self) -> None:
-        """Consumer lag of the partitions held, and customers per tier."""
+        """Consumer lag of the partitions held, customers per tier, the active ruleset and
+        the scheduled activations."""
         self.metrics.set_lag(CONSUMER, self.loop.lags())
         self.metrics.set_customers(await self.queries.tier_counts())
+        standard = self.standards.standard
+        self.metrics.set_ruleset(standard.ruleset.version, standard.activation)
+        pending = await self.lifecycle.schedules()
+        self.metrics.set_schedules([row.at for row in pending], self.now())
+        shadow = await self.lifecycle.shadow_agreement()
+        self.metrics.set_shadow(*(shadow or (None, None)))
 
 
 def build(
@@ -221,6 +252,7 @@ def build(
         scorer = holder["scorer"] = Scorer(settings, registry=registry)
         app.state.queries = scorer.queries
         app.state.consumer = scorer.consumer
+        app.state.lifecycle = scorer.lifecycle
         await scorer.start()
         settle_heap()
         scorer.failed.add_done_callback(lambda _: on_failure())
@@ -229,7 +261,7 @@ def build(
         finally:
             await scorer.stop()
 
-    return create_app(registry=registry, lifespan=lifespan)
+    return create_app(registry=registry, tokens=settings.tokens, lifespan=lifespan)
 
 
 def main() -> None:

@@ -97,6 +97,29 @@ class ScorerMetrics(LoopMetrics):
             registry=registry,
         )
 
+        self.ruleset = Gauge(
+            "tierstream_scorer_ruleset_info",
+            "The active ruleset: 1 for its version and activation number",
+            ["version", "activation"],
+            registry=registry,
+        )
+        self.schedules_pending = Gauge(
+            "tierstream_scorer_ruleset_schedules_pending",
+            "Scheduled ruleset activations not carried out yet",
+            registry=registry,
+        )
+        self.schedule_overdue = Gauge(
+            "tierstream_scorer_ruleset_schedule_overdue_seconds",
+            "How long the most overdue pending scheduled activation is past its instant "
+            "(0: none is due)",
+            registry=registry,
+        )
+        self.shadow_agreement = Gauge(
+            "tierstream_scorer_shadow_agreement_ratio",
+            "The share of customers whose tier under the shadow ruleset is their tier now",
+            ["version"],
+            registry=registry,
+        )
         self._timed: set[str] = set()  # partitions with an event-time lag series
         for outcome in ("applied", "duplicate", "dead_letter"):  # series exist from the start
             self.events.labels(outcome)
@@ -129,3 +152,19 @@ class ScorerMetrics(LoopMetrics):
         self.customers.clear()
         for tier, count in counts.items():
             self.customers.labels(tier).set(count)
+
+    def set_ruleset(self, version: str, activation: int) -> None:
+        self.ruleset.clear()
+        self.ruleset.labels(version, str(activation)).set(1)
+
+    def set_schedules(self, pending: Sequence[datetime], now: datetime) -> None:
+        """`pending`: the instants of the pending scheduled activations."""
+        self.schedules_pending.set(len(pending))
+        overdue = [(now - at).total_seconds() for at in pending if at <= now]
+        self.schedule_overdue.set(max(overdue, default=0.0))
+
+    def set_shadow(self, version: str | None, agreement: float | None) -> None:
+        """The shadow's agreement (no series when no shadow runs or none is counted yet)."""
+        self.shadow_agreement.clear()
+        if version is not None and agreement is not None:
+            self.shadow_agreement.labels(version).set(agreement)

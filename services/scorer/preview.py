@@ -1,5 +1,5 @@
-"""`tierstream rules preview` and `activate`: what a ruleset would do to the live state, and
-making it the active one.
+"""`tierstream rules preview` and `POST /v1/rulesets/{version}/preview`: what a ruleset would
+do to the live state.
 
 The preview reads every customer and decides with the same pure function the re-tier uses
 after activation (`scoring.rescore`, at the same day), so it shows exactly the changes the
@@ -23,8 +23,8 @@ from services.scorer.core.scoring import Standing, inputs, judge
 from services.scorer.core.state import Windows
 from services.scorer.rescoring import PAGE, snapshot_at
 from services.scorer.standards import Population, load_ruleset
-from services.scorer.store.control import ControlRepository, StoredRuleset
-from services.scorer.store.customers import ScorerRepository
+from services.scorer.store.control import ControlRepository
+from services.scorer.store.customers import ScorerRepository, StoredCustomer
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Preview:
     customers: int = 0
     tiers: Counter[str] = field(default_factory=Counter)  # after activation
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)  # from -> to, changes only
+    samples: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # a few per move
+    sample_size: int = 3
 
     def render(self) -> str:
         lines = [
@@ -59,25 +61,27 @@ async def preview(
     topic: str,
     clock: str,
     now: Callable[[], datetime],
+    samples: int = 3,
 ) -> Preview:
+    """`samples`: how many customers each from -> to move names (the first in id order in
+    each partition, partitions in order)."""
     ruleset = load_ruleset(text, "the previewed ruleset", scoring.windows)
     async with unit_of_work(make_session) as session:
         wall = now()
-        thresholds = await _thresholds(session, ruleset, scoring, local_day(wall, scoring.zone))
-        found = Preview(ruleset.version, thresholds)
         control = ControlRepository(session, topic)
+        found_candidate = await candidate(
+            session, control, ruleset, scoring.windows, local_day(wall, scoring.zone)
+        )
+        found = Preview(ruleset.version, found_candidate.thresholds, sample_size=samples)
         parts = await control.partitions()
         repository = ScorerRepository(session)
-        tracking = await _tracking(control, ruleset)
         for partition, part in sorted(parts.items()):
             moment = (part.clock or wall) if clock == "event" else wall
             await _partition(
                 repository,
                 partition,
-                ruleset=ruleset,
-                thresholds=thresholds,
+                candidate=found_candidate,
                 scoring=scoring,
-                tracking=tracking,
                 moment=moment,
                 found=found,
             )
@@ -96,72 +100,94 @@ async def _tracking(control: ControlRepository, ruleset: Ruleset) -> Tracking:
     return Tracking(NEVER, {key: tracked.get(key, NEVER) for key in ruleset.plan.keys})
 
 
-async def activate(
-    make_session: async_sessionmaker[AsyncSession], text: str, source: str, windows: Windows
-) -> StoredRuleset:
-    """Validates and activates; every running scorer re-tiers its partitions within its
-    maintenance interval and emits the changes."""
-    ruleset = load_ruleset(text, source, windows)
-    async with unit_of_work(make_session) as session:
-        return await ControlRepository(session, "").activate(
-            ruleset.version, text, ruleset.plan.keys
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A ruleset as activating it now would apply it: with its thresholds in force and the
+    declared streams tracked as the activation would leave them."""
+
+    ruleset: Ruleset
+    thresholds: Thresholds
+    tracking: Tracking
+
+
+async def candidate(
+    session: AsyncSession,
+    control: ControlRepository,
+    ruleset: Ruleset,
+    windows: Windows,
+    today: int,
+) -> Candidate:
+    thresholds = await _thresholds(session, ruleset, windows, today)
+    return Candidate(ruleset, thresholds, await _tracking(control, ruleset))
+
+
+def would_be(
+    stored: StoredCustomer, candidate: Candidate, scoring: Scoring, moment: datetime
+) -> tuple[str, bool]:
+    """The tier activating `candidate` at `moment` would give the customer, and whether
+    that is a change: the re-tier's decision (`judge`, cause `ruleset_activated`) on the
+    stored row. `stored` comes with its state unless its snapshot covers the day (and the
+    ruleset reads no declared feature or profile)."""
+    ruleset = candidate.ruleset
+    day = local_day(moment, scoring.zone)
+    snap = snapshot_at(stored, day, scoring.windows)
+    today = max(day, snap.day)
+    if not ruleset.needs_state:
+        features = snap.features(today)
+    else:
+        state = codec.decode(stored.state or b"", scoring.windows)
+        features = inputs(state, today, scoring.windows, ruleset, candidate.tracking)
+    standing = None
+    if stored.tier is not None and stored.tier_since is not None:
+        standing = Standing(
+            rules.placeholder(stored.tier), stored.tier_since, stored.ruleset_version or ""
         )
+    new, change = judge(
+        stored.customer_id,
+        features,
+        standing,
+        cause="ruleset_activated",
+        detail=ruleset.version,
+        ruleset=ruleset,
+        thresholds=candidate.thresholds,
+        now=moment,
+        zone=scoring.zone,
+    )
+    return new.tier.id, change is not None
 
 
 async def _partition(
     repository: ScorerRepository,
     partition: int,
     *,
-    ruleset: Ruleset,
-    thresholds: Thresholds,
+    candidate: Candidate,
     scoring: Scoring,
-    tracking: Tracking,
     moment: datetime,
     found: Preview,
 ) -> None:
     day = local_day(moment, scoring.zone)
     after = ""
-    lazy = not ruleset.needs_state
+    lazy = not candidate.ruleset.needs_state
     while page := await repository.page(partition, day, after, PAGE, lazy=lazy):
         for stored in page:
-            snap = snapshot_at(stored, day, scoring.windows)
-            today = max(day, snap.day)
-            if lazy:
-                features = snap.features(today)
-            else:
-                state = codec.decode(stored.state or b"", scoring.windows)
-                features = inputs(state, today, scoring.windows, ruleset, tracking)
-            standing = None
-            if stored.tier is not None and stored.tier_since is not None:
-                standing = Standing(
-                    rules.placeholder(stored.tier), stored.tier_since, stored.ruleset_version or ""
-                )
-            new, change = judge(
-                stored.customer_id,
-                features,
-                standing,
-                cause="ruleset_activated",
-                detail=ruleset.version,
-                ruleset=ruleset,
-                thresholds=thresholds,
-                now=moment,
-                zone=scoring.zone,
-            )
+            tier, changed = would_be(stored, candidate, scoring, moment)
             found.customers += 1
-            found.tiers[new.tier.id] += 1
-            if change is not None:
-                found.moves[(stored.tier or "none", new.tier.id)] += 1
+            found.tiers[tier] += 1
+            if changed:
+                move = (stored.tier or "none", tier)
+                found.moves[move] += 1
+                named = found.samples.setdefault(move, [])
+                if len(named) < found.sample_size:
+                    named.append(stored.customer_id)
         after = page[-1].customer_id
         if len(page) < PAGE:
             break
 
 
 async def _thresholds(
-    session: AsyncSession, ruleset: Ruleset, scoring: Scoring, today: int
+    session: AsyncSession, ruleset: Ruleset, windows: Windows, today: int
 ) -> Thresholds:
     if ruleset.mode == "fixed":
         return ruleset.thresholds
-    population = Population(
-        *await ScorerRepository(session).population(today, scoring.windows.main)
-    )
+    population = Population(*await ScorerRepository(session).population(today, windows.main))
     return population.thresholds(ruleset.thresholds)

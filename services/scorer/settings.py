@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.shared_settings import DatabaseSettings, MoneySettings, shared
+from services.web.tokens import Token
 
 DEFAULT_RULESET = Path(__file__).parent / "rulesets" / "default.yaml"
 
@@ -61,3 +62,11 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
         20_000, ge=1, description="customers re-tiered or swept per transaction (in each lane)"
     )
     startup_timeout_seconds: float = Field(60.0, gt=0)
+    tokens: tuple[Token, ...] = Field(
+        (),
+        description="API tokens, as a JSON list of {name, sha256, role} (`tierstream tokens "
+        "new`): admin tokens may use the ruleset lifecycle (/v1/rulesets)",
+    )
+    schedule_check_seconds: float = Field(
+        5.0, gt=0, le=30, description="how often each instance looks for a scheduled activation due"
+    )

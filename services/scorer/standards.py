@@ -22,6 +22,7 @@ from services.scorer.core.scoring import Standard
 from services.scorer.core.state import Windows
 from services.scorer.store.control import ControlRepository, StoredThresholds
 from services.scorer.store.customers import ScorerRepository
+from services.scorer.store.lifecycle import LifecycleRepository
 
 log = structlog.get_logger()
 
@@ -84,6 +85,13 @@ class Standards:
             configured = load_ruleset(self._configured, "the configured ruleset", self._windows)
             active = await control.activate(
                 configured.version, self._configured, configured.plan.keys
+            )
+            await LifecycleRepository(session).audit(
+                "configuration",
+                "activated",
+                active.version,
+                "the configured ruleset file (none was ever activated)",
+                {"activation": active.activation, "cause": "configuration"},
             )
             log.info("ruleset_activated", version=active.version, by="configuration")
         ruleset = self._known.get(active.version)

@@ -115,6 +115,15 @@ def test_everything_answers_and_an_event_reaches_kafka(
         assert [p["partition"] for p in status["partitions"]] == [0, 1, 2]
         other = httpx.get(f"http://127.0.0.1:{ports[instance]}/v1/customers/{event['subject']}")
         assert other.json()["change_id"] == answer["change_id"]
+    # the ruleset lifecycle, for the admin token `make up` wrote
+    admin = (state / "admin-token").read_text().strip()
+    assert oct((state / "admin-token").stat().st_mode)[-3:] == "600"
+    for instance in ("scorer", "scorer-2"):
+        rulesets = f"http://127.0.0.1:{ports[instance]}/v1/rulesets"
+        assert httpx.get(rulesets).status_code == 401
+        listed = httpx.get(rulesets, headers={"authorization": f"Bearer {admin}"})
+        assert listed.status_code == 200, listed.text
+        assert ("rfm-segments-1", "active") in {(r["version"], r["state"]) for r in listed.json()}
 
 
 def _ready(port: int) -> bool:
@@ -164,12 +173,13 @@ def test_the_demo_moves_every_dashboard_panel_in_the_real_prometheus(
     demo = subprocess.run(
         [sys.executable, "-m", "services.cli", "demo", "--url",
          f"http://127.0.0.1:{ports['ingest']}", "--customers", "80", "--seconds", "12",
-         "--rate", "40"],
+         "--rate", "40", "--scorer-url", f"http://127.0.0.1:{ports['scorer']}"],
         env={**os.environ, "TIERSTREAM_STATE_DIR": str(state)},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert re.search(r"[1-9]\d* malformed ones rejected", demo.stdout), demo.stdout
+    assert "ruleset rfm-review-1 runs in shadow" in demo.stdout, demo.stdout
     prometheus = f"http://127.0.0.1:{ports['prometheus']}"
     dashboard = orjson.loads(
         (Path(__file__).parents[2] / "deploy/grafana/dashboards/tierstream.json").read_bytes()
@@ -194,13 +204,13 @@ def test_the_demo_moves_every_dashboard_panel_in_the_real_prometheus(
     try:
         wait_for(all_answer, 120, "panels without data")
     except TimeoutError as error:
-        raise AssertionError(f"panels without data: {missing}") from error
+        raise AssertionError(f"panels without data: {missing}\n{demo.stdout}") from error
     targets = httpx.get(f"{prometheus}/api/v1/targets").json()["data"]["activeTargets"]
     assert sorted((t["labels"]["job"], t["health"]) for t in targets) == [
         ("ingest", "up"), ("notifier", "up"), ("scorer", "up"), ("scorer", "up"),
     ]  # fmt: skip
     rules = httpx.get(f"{prometheus}/api/v1/rules").json()["data"]["groups"]
-    assert len(rules[0]["rules"]) == 6
+    assert len(rules[0]["rules"]) == 7
     assert (state / "logs" / "alerts.log").read_text().strip()  # alerts really delivered
     checked = subprocess.run(
         ["promtool", "check", "config", str(state / "prometheus" / "prometheus.yml")],

@@ -34,7 +34,7 @@ from harness.workload import generate
 from services import migrations
 from services.effectively_once.record import Record
 from services.effectively_once.topics import ensure_topics
-from services.scorer import preview
+from services.scorer import lifecycle
 from services.scorer.core import rules
 from services.topology import tierstream_topics
 from tests import events
@@ -158,7 +158,9 @@ async def run(
             await swept(scorer, wall.moment)
         await caught_up(scorer, 120)
         # a new ruleset: every customer re-tiered from its stored row, then more days
-        await preview.activate(scorer.sessions, successor, "test", scorer.scoring.windows)
+        await lifecycle.activate_text(
+            scorer.sessions, successor, "test", scorer.scoring.windows, actor="test"
+        )
         await applied(scorer, rules.load(successor).version, 60)
         for _ in range(min(later_days, 3)):
             wall.advance(86_400)

@@ -21,7 +21,7 @@ from harness.scorer_run import (
 )
 from schemas.v1.tiers import TierChangedV1
 from services import migrations
-from services.scorer import preview
+from services.scorer import lifecycle, preview
 from tests import events
 from tests.ingest_app import running_ingest
 from tests.kafka_reader import read_all
@@ -176,7 +176,9 @@ async def test_activating_declared_features_previews_exactly_and_says_what_is_pa
                 clock="wall",
                 now=clock,
             )
-            await preview.activate(scorer.sessions, example, "test", scorer.scoring.windows)
+            await lifecycle.activate_text(
+                scorer.sessions, example, "test", scorer.scoring.windows, actor="test"
+            )
             await applied(scorer, "abc-value-1")
             await caught_up(scorer)
             tiers = await scorer.queries.tier_counts()

@@ -32,7 +32,7 @@ async def _version(url: str) -> list[str]:
 def test_upgrade_to_head_and_back_to_base(database_url: str) -> None:
     assert run_isolated(_version(database_url)) == []
     migrations.upgrade(database_url)
-    assert run_isolated(_version(database_url)) == ["0017"]
+    assert run_isolated(_version(database_url)) == ["0019"]
     migrations.upgrade(database_url)  # idempotent: make up runs it at every start
     migrations.downgrade(database_url)
     assert run_isolated(_version(database_url)) == []

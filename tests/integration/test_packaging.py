@@ -78,4 +78,4 @@ def test_the_wheel_is_the_product_and_migrates_a_database(
         cwd=site, capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert migrated.returncode == 0, migrated.stderr
-    assert run_isolated(_revision(database_url)) == "0017"
+    assert run_isolated(_revision(database_url)) == "0019"

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from harness.scorer_run import RULESETS
 from services.db.engine import sessions
 from services.db.unit_of_work import unit_of_work
-from services.scorer import preview
+from services.scorer import lifecycle
 from services.scorer.compiled import Compiled
 from services.scorer.core import codec, rules
 from services.scorer.core.config import Scoring
@@ -81,10 +81,10 @@ async def test_an_activation_during_a_retier_starts_it_again(
         return more
 
     await maintain()  # v1 (configured) applied: nothing to re-tier
-    await preview.activate(make, V2, "test", WINDOWS)
+    await lifecycle.activate_text(make, V2, "test", WINDOWS, actor="test")
     assert await maintain()  # v2's re-tier under way: 7 customers moved up
     assert await _tiers(engine) != {_row(c).tier for c in CUSTOMERS}
-    await preview.activate(make, V3, "test", WINDOWS)
+    await lifecycle.activate_text(make, V3, "test", WINDOWS, actor="test")
     for _ in range(20):
         if not await maintain():
             break

@@ -28,7 +28,7 @@ from schemas.v1.deadletter import DeadLetterV1
 from schemas.v1.tiers import CustomerTierV1, TierChangedV1
 from services import migrations
 from services.effectively_once.record import Record
-from services.scorer import preview
+from services.scorer import lifecycle, preview
 from tests import events
 from tests.kafka_reader import Message, read_all
 
@@ -192,7 +192,9 @@ async def test_preview_shows_exactly_what_activation_then_does(
             clock="wall",
             now=clock,
         )
-        await preview.activate(scorer.sessions, cheaper, "test", scorer.scoring.windows)
+        await lifecycle.activate_text(
+            scorer.sessions, cheaper, "test", scorer.scoring.windows, actor="test"
+        )
         await applied(scorer, "rfm-segments-2")
         await caught_up(scorer)
         tiers = await scorer.queries.tier_counts()
@@ -233,7 +235,9 @@ async def test_every_activation_is_its_own_cause(
     async with running_scorer(config, Clock(NOW)) as scorer:
         await caught_up(scorer)
         for version, text in (("rfm-segments-2", v2), ("rfm-segments-1", v1)) * 2:
-            await preview.activate(scorer.sessions, text, "test", scorer.scoring.windows)
+            await lifecycle.activate_text(
+                scorer.sessions, text, "test", scorer.scoring.windows, actor="test"
+            )
             await applied(scorer, version)
             await caught_up(scorer)
         history = await scorer.queries.history("F-1")

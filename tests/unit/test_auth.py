@@ -5,7 +5,9 @@ import inspect
 import pytest
 
 from services.ingest import auth
-from services.ingest.auth import ApiKey, authenticate, digest, new_key
+from services.ingest.auth import ApiKey, authenticate, new_key
+from services.web import tokens
+from services.web.tokens import digest
 
 
 @pytest.fixture
@@ -35,10 +37,13 @@ def test_anything_else_is_no_key(keys: tuple[tuple[str, ApiKey], ...], header: s
 
 
 def test_comparison_is_constant_time() -> None:
-    source = inspect.getsource(auth.authenticate)
+    """Ingest's keys and the scorer's tokens are found by the same comparison: every
+    configured hash compared in constant time, none skipped once one matched."""
+    assert "bearer(keys, authorization)" in inspect.getsource(auth.authenticate)
+    source = inspect.getsource(tokens.bearer)
     assert "hmac.compare_digest" in source
     assert "break" not in source
-    assert "return key" not in source
+    assert "return entry" not in source
 
 
 @pytest.mark.parametrize(

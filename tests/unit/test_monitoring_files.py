@@ -28,7 +28,7 @@ def _promtool(*args: str) -> str:
 
 def test_promtool_checks_the_config_and_the_rules() -> None:
     assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
-    assert "6 rules found" in _promtool("check", "rules", "rules/tierstream.yml")
+    assert "7 rules found" in _promtool("check", "rules", "rules/tierstream.yml")
 
 
 def test_promtool_runs_the_alert_rules_unit_tests() -> None:

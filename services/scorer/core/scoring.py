@@ -116,7 +116,7 @@ class Standard:
     def same_activation(self, key: str) -> bool:
         """Whether `key` was applied under this activation of the ruleset (so a re-tier
         from it is caused by new thresholds, not by an activation)."""
-        return key.split("@", maxsplit=1)[0] == f"{self.ruleset.version}#{self.activation}"
+        return activation_of(key) == f"{self.ruleset.version}#{self.activation}"
 
     def _thresholds(self) -> str:
         """Population mode's thresholds, as the key and the label carry them."""
@@ -124,6 +124,12 @@ class Standard:
             return ""
         t = self.thresholds
         return f"@r{t.recency_days}f{t.frequency}m{t.monetary}"
+
+
+def activation_of(key: str) -> str:
+    """The `version#activation` part of a standard's key (without the population
+    thresholds and their generation)."""
+    return key.split("@", maxsplit=1)[0]
 
 
 def label_of(key: str) -> str:

@@ -24,6 +24,9 @@ class PartitionState:
     retier_after: str | None = None  # a re-tier in progress continues after this customer
     history_seq: int = 0  # the number of the partition's last tier change (tier_history.pseq)
     retier_for: str | None = None  # the standard's key the re-tier in progress is for
+    retier_done: int = 0  # customers the re-tier in progress has examined (its progress)
+    shadow_key: str | None = None  # the shadow pass (services/scorer/shadow.py) it is for
+    shadow_after: str | None = None  # its cursor; None once complete, "" at its start
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,27 +52,30 @@ class VersionConflict(ValueError):
 
 _PARTITIONS = text("""
     SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after,
-           history_seq, retier_for
+           history_seq, retier_for, retier_done, shadow_key, shadow_after
     FROM scorer_partitions WHERE topic = :topic AND partition = ANY(:partitions)
 """)
 _ALL_PARTITIONS = text("""
     SELECT partition, clock, swept_day, applied, last_event_time, processed_at, retier_after,
-           history_seq, retier_for
+           history_seq, retier_for, retier_done, shadow_key, shadow_after
     FROM scorer_partitions WHERE topic = :topic ORDER BY partition
 """)
 _SAVE_PARTITION = text("""
     INSERT INTO scorer_partitions
         (topic, partition, clock, swept_day, applied, last_event_time, processed_at,
-         retier_after, history_seq, retier_for)
+         retier_after, history_seq, retier_for, retier_done, shadow_key, shadow_after)
     SELECT :topic, * FROM unnest(CAST(:partitions AS int[]), CAST(:clocks AS timestamptz[]),
         CAST(:swept AS int[]), CAST(:applied AS text[]), CAST(:last AS timestamptz[]),
         CAST(:processed AS timestamptz[]), CAST(:retier_after AS text[]),
-        CAST(:history_seq AS bigint[]), CAST(:retier_for AS text[]))
+        CAST(:history_seq AS bigint[]), CAST(:retier_for AS text[]),
+        CAST(:retier_done AS bigint[]), CAST(:shadow_key AS text[]),
+        CAST(:shadow_after AS text[]))
     ON CONFLICT (topic, partition) DO UPDATE SET
         clock = excluded.clock, swept_day = excluded.swept_day, applied = excluded.applied,
         last_event_time = excluded.last_event_time, processed_at = excluded.processed_at,
         retier_after = excluded.retier_after, history_seq = excluded.history_seq,
-        retier_for = excluded.retier_for
+        retier_for = excluded.retier_for, retier_done = excluded.retier_done,
+        shadow_key = excluded.shadow_key, shadow_after = excluded.shadow_after
 """)
 _ACTIVE = text("""
     SELECT version, body, activated_at, activation FROM rulesets WHERE activation IS NOT NULL
@@ -83,7 +89,7 @@ _OTHERS = text("""
     WHERE activation IS NOT NULL AND NOT version = ANY(:known)
 """)
 _STORE = text("""
-    INSERT INTO rulesets (version, body) VALUES (:version, :body)
+    INSERT INTO rulesets (version, body, stored_by) VALUES (:version, :body, :actor)
     ON CONFLICT (version) DO NOTHING
 """)
 # the streams of an activated ruleset: tracked from this activation on, unless already tracked
@@ -103,10 +109,16 @@ _UNTRACK = text("""
 _TRACKED = text("SELECT key, since_activation FROM feature_streams WHERE tracked")
 # every activation takes the next number, also a re-activation of an earlier version
 _ACTIVATE = text("""
-    UPDATE rulesets
-    SET activated_at = clock_timestamp(), activation = nextval('ruleset_activations')
-    WHERE version = :version
-    RETURNING version, body, activated_at, activation
+    WITH activated AS (
+        UPDATE rulesets
+        SET activated_at = clock_timestamp(), activation = nextval('ruleset_activations')
+        WHERE version = :version
+        RETURNING version, body, activated_at, activation
+    ), logged AS (
+        INSERT INTO ruleset_activation_log (activation, version, at, actor, cause)
+        SELECT activation, version, activated_at, :actor, :cause FROM activated
+    )
+    SELECT version, body, activated_at, activation FROM activated
 """)
 _THRESHOLDS = text("""
     SELECT recency_days, frequency, monetary, generation,
@@ -155,6 +167,9 @@ class ControlRepository:
                 row.retier_after,
                 row.history_seq,
                 row.retier_for,
+                row.retier_done,
+                row.shadow_key,
+                row.shadow_after,
             )
             for row in rows
         }
@@ -174,6 +189,9 @@ class ControlRepository:
                     "retier_after": [s.retier_after for s in states],
                     "history_seq": [s.history_seq for s in states],
                     "retier_for": [s.retier_for for s in states],
+                    "retier_done": [s.retier_done for s in states],
+                    "shadow_key": [s.shadow_key for s in states],
+                    "shadow_after": [s.shadow_after for s in states],
                 },
             )
 
@@ -190,9 +208,10 @@ class ControlRepository:
         rows = await self._session.execute(_OTHERS, {"known": known})
         return [_ruleset(row) for row in rows]
 
-    async def store_ruleset(self, version: str, body: str) -> None:
-        """Keeps a version's text; a version is immutable once stored."""
-        await self._session.execute(_STORE, {"version": version, "body": body})
+    async def store_ruleset(self, version: str, body: str, actor: str = "configuration") -> None:
+        """Keeps a version's text (stored by `actor`, unless stored before); a version is
+        immutable once stored."""
+        await self._session.execute(_STORE, {"version": version, "body": body, "actor": actor})
         stored = await self.ruleset(version)
         if stored is None or stored.body != body:
             raise VersionConflict(
@@ -200,12 +219,23 @@ class ControlRepository:
                 "give the changed ruleset a new version"
             )
 
-    async def activate(self, version: str, body: str, streams: Sequence[str] = ()) -> StoredRuleset:
-        """Makes `version` the active ruleset under a new activation number; its declared
-        `streams` are tracked from it on (those tracked already, without a gap, stay as
-        they were), and the streams it does not use are no longer tracked."""
-        await self.store_ruleset(version, body)
-        active = _ruleset((await self._session.execute(_ACTIVATE, {"version": version})).one())
+    async def activate(
+        self,
+        version: str,
+        body: str,
+        streams: Sequence[str] = (),
+        actor: str = "configuration",
+        cause: str = "configuration",
+    ) -> StoredRuleset:
+        """Makes `version` the active ruleset under a new activation number, kept in the
+        activation log with `actor` and `cause`; its declared `streams` are tracked from it
+        on (those tracked already, without a gap, stay as they were), and the streams it
+        does not use are no longer tracked."""
+        await self.store_ruleset(version, body, actor)
+        found = await self._session.execute(
+            _ACTIVATE, {"version": version, "actor": actor, "cause": cause}
+        )
+        active = _ruleset(found.one())
         keys = list(streams)
         await self._session.execute(_TRACK, {"keys": keys, "activation": active.activation})
         await self._session.execute(_UNTRACK, {"keys": keys})
