@@ -207,8 +207,12 @@ async def _rollback(lifecycle: "Lifecycle", args: argparse.Namespace) -> int:
 async def _list(lifecycle: "Lifecycle", _: argparse.Namespace) -> int:
     for info in await lifecycle.rulesets():
         row = info.row
-        when = row.scheduled_at or row.activated_at or row.stored_at
-        print(f"{row.version:<32} {info.state:<10} {when:%Y-%m-%d %H:%M:%S %Z}  by {row.stored_by}")
+        stored = f"stored {row.stored_at:%Y-%m-%d %H:%M} by {row.stored_by}"
+        activated = ""
+        if row.activated_at is not None:
+            activated = f", activated {row.activated_at:%Y-%m-%d %H:%M} by {row.activated_by}"
+        scheduled = "" if row.scheduled_at is None else f", scheduled for {row.scheduled_at:%c %Z}"
+        print(f"{row.version:<32} {info.state:<10} {stored}{activated}{scheduled}")
     return 0
 
 

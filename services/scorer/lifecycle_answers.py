@@ -35,6 +35,7 @@ class RulesetSummary(_Model):
     stored_by: str
     activation: int | None = Field(description="The number of its latest activation.")
     activated_at: datetime | None
+    activated_by: str | None = Field(description="Who made its latest activation.")
     scheduled_at: datetime | None
 
 
@@ -195,6 +196,7 @@ def summary(info: RulesetInfo) -> RulesetSummary:
         stored_by=row.stored_by,
         activation=row.activation,
         activated_at=row.activated_at,
+        activated_by=row.activated_by,
         scheduled_at=row.scheduled_at,
     )
 

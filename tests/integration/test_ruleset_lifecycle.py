@@ -266,98 +266,96 @@ async def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 30.0)
 async def test_a_scheduled_activation_happens_once_across_instances_and_after_a_restart(
     kafka_bootstrap: str, database_url: str, topic_prefix: str
 ) -> None:
-    """Two instances look for due schedules every 0.1 s: each schedule is carried out once.
-    One scheduled while both run is carried out when the clock passes it; one due while
-    the instance that would have taken it is stopped is carried out by the other; a
-    cancelled one never."""
+    """Instances look for due schedules every 0.1 s: each schedule is carried out once.
+    With two running, one is carried out when the clock passes it; with the first stopped,
+    the second carries out the next; with none running when one falls due, the next
+    instance to start carries it out; a cancelled one never is."""
     await asyncio.to_thread(migrations.upgrade, database_url)
     await customers(kafka_bootstrap, topic_prefix, 12)
     clock = Clock(NOW)
     conf = config(kafka_bootstrap, database_url, topic_prefix)
-    async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(running_scorer(conf, clock))
-        await stack.enter_async_context(running_scorer(conf, clock))  # a second instance
-        api = await stack.enter_async_context(client(first))
-        await caught_up(first)
-        for version, text in (("rfm-segments-2", V2), ("rfm-segments-3", V3)):
-            assert (await put(api, version, text)).status_code == 201
-        at = (NOW + timedelta(hours=1)).isoformat()
-        scheduled = await api.post("/v1/rulesets/rfm-segments-2/activate", json={"at": at})
-        assert scheduled.status_code == 202, scheduled.text
-        assert scheduled.json()["state"] == "pending"
-        twice = await api.post("/v1/rulesets/rfm-segments-2/activate", json={"at": at})
-        assert twice.status_code == 409
-        later = await api.post(
-            "/v1/rulesets/rfm-segments-3/activate",
-            json={"at": (NOW + timedelta(hours=3)).isoformat()},
-        )
-        assert later.status_code == 202
-        listing = {r["version"]: r["state"] for r in (await api.get("/v1/rulesets")).json()}
-        assert listing["rfm-segments-2"] == listing["rfm-segments-3"] == "scheduled"
-        await first.refresh_gauges()
-        assert (
-            first.metrics_registry.get_sample_value("tierstream_scorer_ruleset_schedules_pending")
-            == 2
-        )
 
-        await asyncio.sleep(0.5)  # both instances looked: nothing is due yet
-        assert (await api.get("/v1/rulesets/rfm-segments-2")).json()["state"] == "scheduled"
-        clock.advance(3600)
-        await wait_for(
-            lambda: _state(api, "rfm-segments-2", "active"), "the schedule was not carried out"
-        )
-        await applied(first, "rfm-segments-2")
-        await asyncio.sleep(0.5)  # both looked again, and again
+    def at(hours: int, note: str = "") -> dict[str, str]:
+        return {"at": (NOW + timedelta(hours=hours)).isoformat(), "note": note}
 
-        # the instance holding the API stops; the other carries out the next schedule
+    async with AsyncExitStack() as second_running:
+        async with AsyncExitStack() as first_running:
+            first = await first_running.enter_async_context(running_scorer(conf, clock))
+            second = await second_running.enter_async_context(running_scorer(conf, clock))
+            api = await first_running.enter_async_context(client(first))
+            await caught_up(first)
+            for version, text in (("rfm-segments-2", V2), ("rfm-segments-3", V3)):
+                assert (await put(api, version, text)).status_code == 201
+            scheduled = await api.post("/v1/rulesets/rfm-segments-2/activate", json=at(1))
+            assert scheduled.status_code == 202, scheduled.text
+            assert scheduled.json()["state"] == "pending"
+            twice = await api.post("/v1/rulesets/rfm-segments-2/activate", json=at(1))
+            assert twice.status_code == 409
+            later = await api.post("/v1/rulesets/rfm-segments-3/activate", json=at(3))
+            assert later.status_code == 202
+            listing = {r["version"]: r["state"] for r in (await api.get("/v1/rulesets")).json()}
+            assert listing["rfm-segments-2"] == listing["rfm-segments-3"] == "scheduled"
+            await first.refresh_gauges()
+            pending = "tierstream_scorer_ruleset_schedules_pending"
+            assert first.metrics_registry.get_sample_value(pending) == 2
+
+            await asyncio.sleep(0.5)  # both instances looked: nothing is due yet
+            assert (await api.get("/v1/rulesets/rfm-segments-2")).json()["state"] == "scheduled"
+            clock.advance(3600)
+            await wait_for(lambda: _state(api, "rfm-segments-2", "active"), "not carried out")
+            await applied(first, "rfm-segments-2")
+            await asyncio.sleep(0.5)  # both looked again, and again
+
+        # the first instance stopped: the second carries out the next schedule
+        api = await second_running.enter_async_context(client(second))
         cancelled = await api.delete("/v1/rulesets/rfm-segments-3/schedule")
         assert cancelled.status_code == 200
         assert (await api.delete("/v1/rulesets/rfm-segments-3/schedule")).status_code == 404
         again = await api.post(
-            "/v1/rulesets/rfm-segments-3/activate",
-            json={"at": (NOW + timedelta(hours=2)).isoformat(), "note": "after the review"},
+            "/v1/rulesets/rfm-segments-3/activate", json=at(2, "after the review")
         )
         assert again.status_code == 202
-        await stack.aclose()
+        clock.advance(3600)
+        await wait_for(lambda: _state(api, "rfm-segments-3", "active"), "not carried out")
+        await applied(second, "rfm-segments-3")
+        back = await api.post("/v1/rulesets/rfm-segments-1/activate", json=at(4, "back"))
+        assert back.status_code == 202
 
     # nobody runs when it falls due; the next instance to start carries it out
-    clock.advance(3600)
+    clock.advance(2 * 3600)
     async with running_scorer(conf, clock) as third, client(third) as api:
         await wait_for(
-            lambda: _state(api, "rfm-segments-3", "active"), "not carried out after a restart"
+            lambda: _state(api, "rfm-segments-1", "active"), "not carried out after a restart"
         )
-        await applied(third, "rfm-segments-3")
+        await applied(third, "rfm-segments-1")
         schedules = (await api.get("/v1/rulesets/schedules", params={"all": "true"})).json()
         audit = (await api.get("/v1/rulesets/audit")).json()
+        listing = {r["version"]: r for r in (await api.get("/v1/rulesets")).json()}
         await third.refresh_gauges()
-        assert (
-            third.metrics_registry.get_sample_value(
-                "tierstream_scorer_ruleset_info",
-                {"version": "rfm-segments-3", "activation": str(schedules[1]["activation"])},
-            )
-            == 1
-        )
-        assert (
-            third.metrics_registry.get_sample_value("tierstream_scorer_ruleset_schedules_pending")
-            == 0
-        )
+        info = {"version": "rfm-segments-1", "activation": str(schedules[-1]["activation"])}
+        assert third.metrics_registry.get_sample_value("tierstream_scorer_ruleset_info", info) == 1
+        assert third.metrics_registry.get_sample_value(pending) == 0
     assert [(s["version"], s["state"]) for s in schedules] == [
         ("rfm-segments-2", "done"),
         ("rfm-segments-3", "done"),
         ("rfm-segments-3", "cancelled"),
+        ("rfm-segments-1", "done"),
     ]
     activations = [a for a in audit if a["action"] == "activated" and a["actor"] != "configuration"]
-    assert [(a["version"], a["actor"], a["detail"]["cause"]) for a in reversed(activations)] == [
-        ("rfm-segments-2", "ops-admin", "schedule"),
-        ("rfm-segments-3", "ops-admin", "schedule"),
+    assert [(a["version"], a["note"], a["detail"]["cause"]) for a in reversed(activations)] == [
+        ("rfm-segments-2", "", "schedule"),
+        ("rfm-segments-3", "after the review", "schedule"),
+        ("rfm-segments-1", "back", "schedule"),
     ]
-    assert activations[0]["note"] == "after the review"
+    assert {a["actor"] for a in activations} == {"ops-admin"}
     assert {a["action"] for a in audit} == {
         "stored",
         "scheduled",
         "schedule_cancelled",
         "activated",
     }
+    assert listing["rfm-segments-1"]["activated_by"] == "ops-admin"
+    assert listing["rfm-segments-2"]["state"] == listing["rfm-segments-3"]["state"] == "retired"
 
 
 async def _state(api: httpx.AsyncClient, version: str, state: str) -> bool:

@@ -21,6 +21,7 @@ class RulesetRow:
     active: bool
     scheduled_at: datetime | None  # its earliest pending schedule
     shadow: bool = False  # it runs in shadow
+    activated_by: str | None = None  # who made its latest activation
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ _RULESETS = """
                AND r.activation = (SELECT max(activation) FROM rulesets) AS active,
            (SELECT min(s.at) FROM ruleset_schedules s
             WHERE s.version = r.version AND s.state = 'pending') AS scheduled_at,
-           EXISTS (SELECT 1 FROM ruleset_shadow w WHERE w.version = r.version) AS shadow
+           EXISTS (SELECT 1 FROM ruleset_shadow w WHERE w.version = r.version) AS shadow,
+           (SELECT l.actor FROM ruleset_activation_log l
+            WHERE l.activation = r.activation) AS activated_by
     FROM rulesets r
 """
 _ALL = text(_RULESETS + " ORDER BY r.created_at, r.version")
