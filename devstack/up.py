@@ -26,7 +26,7 @@ from services.demo.people import demo_directory
 from services.effectively_once.topics import ensure_topics
 from services.ingest.auth import new_key
 from services.topology import tierstream_topics
-from services.web.tokens import new_token
+from services.web.tokens import Role, new_token
 
 
 class Stack:
@@ -131,15 +131,20 @@ class Stack:
         return secret_file.read_text().strip(), keys_file.read_text()
 
     def _scorer_tokens(self) -> str:
-        """A local admin token for the ruleset lifecycle (/v1/rulesets); kept across
-        restarts, gitignored. Yours: `tierstream tokens new` and TIERSTREAM_SCORER_TOKENS."""
-        secret_file = self.config.state / "admin-token"
+        """Local tokens for the scorer's API: an admin's (the ruleset lifecycle) and a
+        service's (the read API, as a downstream system); kept across restarts, gitignored.
+        Yours: `tierstream tokens new` and TIERSTREAM_SCORER_TOKENS."""
+        files: list[tuple[Role, str]] = [("admin", "admin-token"), ("service", "service-token")]
         tokens_file = self.config.state / "scorer-tokens.json"
-        if not secret_file.exists() or not tokens_file.exists():
-            secret, entry = new_token("local-admin", "admin")
-            tokens_file.write_text(json.dumps([entry.model_dump(mode="json")]))
-            secret_file.write_text(secret + "\n")
-            secret_file.chmod(0o600)
+        missing = [name for _, name in files if not (self.config.state / name).exists()]
+        if missing or not tokens_file.exists():
+            entries = []
+            for role, name in files:
+                secret, entry = new_token(f"local-{role}", role)
+                entries.append(entry.model_dump(mode="json"))
+                (self.config.state / name).write_text(secret + "\n")
+                (self.config.state / name).chmod(0o600)
+            tokens_file.write_text(json.dumps(entries))
         return tokens_file.read_text()
 
     def _directory(self) -> Path:
@@ -244,6 +249,7 @@ def banner(stack: Stack, secret: str) -> str:
         f"  API key   {secret}   (also in {stack.config.state / 'ingest-api-key'})",
         f"  tokens    {stack.config.state / 'notifier-tokens.json'}   (task API, per person)",
         f"  admin     {stack.config.state / 'admin-token'}   (the scorer's /v1/rulesets)",
+        f"  service   {stack.config.state / 'service-token'}   (the scorer's read API)",
         f"  Prometheus http://127.0.0.1:{stack.config.prometheus_port}   (alerts: /alerts)",
         f"  alerts    {stack.config.state / 'logs' / 'alerts.log'}   (the demo's local sink)",
         "  demo      `.venv/bin/tierstream demo` posts a realistic stream through ingest",

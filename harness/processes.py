@@ -1,5 +1,6 @@
 """Services run as real processes, as `make up` runs them; polled with a deadline."""
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,13 @@ import httpx
 
 from devstack.up import wait_healthy
 from harness.stack import scratch_dir
+from services.web.tokens import digest
+
+# a service token every scorer the harness starts accepts (services/scorer/access.py), sent
+# with every read of its API
+READER = "tss_harness-reader"
+AS_READER = {"authorization": f"Bearer {READER}"}
+READER_TOKENS = json.dumps([{"name": "harness", "sha256": digest(READER), "role": "service"}])
 
 
 @dataclass
@@ -75,6 +83,8 @@ def service(
     """`python -m module`, healthy when yielded; from `tree` when given, else as this process
     runs (its working directory and path)."""
     log = scratch_dir(module.rsplit(".", 2)[-2]) / "service.log"
+    if module == "services.scorer.main":
+        env = {"TIERSTREAM_SCORER_TOKENS": READER_TOKENS, **env}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", module],
@@ -110,7 +120,7 @@ class Served(Protocol):
 def scorer_status(scorer: Served) -> dict[str, Any] | None:
     """The scorer's /v1/status, or None while it does not answer."""
     try:
-        response = httpx.get(f"{scorer.url}/v1/status", timeout=10)
+        response = httpx.get(f"{scorer.url}/v1/status", headers=AS_READER, timeout=10)
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None

@@ -1,4 +1,5 @@
-"""HTTP entry point of the scorer (SPEC §3): customers with the "why", tiers, history, status."""
+"""HTTP entry point of the scorer (SPEC §3): customers with the "why", tiers, history, status,
+for a configured token (services/scorer/access.py); the ruleset lifecycle for an admin's."""
 
 import base64
 import binascii
@@ -7,10 +8,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from prometheus_client import CollectorRegistry
 from pydantic import AwareDatetime
 
+from services.scorer import access
 from services.scorer.answers import CustomerAnswer, CustomerPage, Status
 from services.scorer.lifecycle_api import lifecycle_router
 from services.scorer.read_side import AsOfOutOfRange, Queries
@@ -37,11 +39,13 @@ def create_app(
     app.include_router(
         health_router(registry, {"database": _database(app), "consumer": _assigned(app)})
     )
+    read = [Depends(access.reader(tokens))]
 
     @app.get(
         "/v1/customers/{customer_id}",
         summary="A customer's tier and why",
-        responses=problems.responses(404, 422),
+        responses=problems.responses(401, 404, 422),
+        dependencies=read,
     )
     async def customer(
         request: Request,
@@ -59,7 +63,8 @@ def create_app(
     @app.get(
         "/v1/customers",
         summary="Customers in a tier, a page at a time",
-        responses=problems.responses(400),
+        responses=problems.responses(400, 401),
+        dependencies=read,
     )
     async def in_tier(
         request: Request,
@@ -80,7 +85,8 @@ def create_app(
     @app.get(
         "/v1/customers/{customer_id}/tier-history",
         summary="Every tier change of a customer, oldest first",
-        responses=problems.responses(404),
+        responses=problems.responses(401, 404),
+        dependencies=read,
     )
     async def history(request: Request, customer_id: str) -> dict[str, Any]:
         changes = await _queries(request).history(customer_id)
@@ -88,11 +94,21 @@ def create_app(
             raise _unknown(customer_id)
         return {"customer_id": customer_id, "changes": changes}
 
-    @app.get("/v1/tiers", summary="How many customers are in each tier now")
+    @app.get(
+        "/v1/tiers",
+        summary="How many customers are in each tier now",
+        responses=problems.responses(401),
+        dependencies=read,
+    )
     async def tiers(request: Request) -> dict[str, dict[str, int]]:
         return {"tiers": await _queries(request).tier_counts()}
 
-    @app.get("/v1/status", summary="Consumer lag per partition, last event time, ruleset")
+    @app.get(
+        "/v1/status",
+        summary="Consumer lag per partition, last event time, ruleset, re-tier progress",
+        responses=problems.responses(401),
+        dependencies=read,
+    )
     async def status(request: Request) -> Status:
         consumer: AIOKafkaConsumer = request.app.state.consumer
         topic = _queries(request).topic

@@ -3,12 +3,12 @@ diff, preview, activate (now or at an instant), cancel a schedule, roll back, th
 and the re-tier's progress. It decodes, authorizes, calls services/scorer/lifecycle.py and
 answers; every refusal is a problem document naming what and where."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.scorer import access
 from services.scorer.core.rules import RulesetError
 from services.scorer.lifecycle import (
     AlreadyScheduled,
@@ -48,18 +48,17 @@ from services.scorer.store.control import VersionConflict
 from services.web import problems
 from services.web.body import media_type, read_bounded
 from services.web.problems import Problem, ProblemItem
-from services.web.tokens import Token, bearer
+from services.web.tokens import Token
 
 MAX_RULESET_BYTES = 256 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 Version = Annotated[str, "a ruleset version"]
-_scheme = HTTPBearer(auto_error=False, description="An admin token (TIERSTREAM_SCORER_TOKENS)")
 
 
 def lifecycle_router(tokens: Sequence[Token]) -> APIRouter:
     """The routes, for the configured `tokens` (only `admin` ones may use them)."""
     router = APIRouter(prefix="/v1/rulesets", tags=["rulesets"])
-    admin = Depends(_admin(tokens))
+    admin = Depends(access.admin(tokens))
     refused = (401, 403)
 
     @router.put(
@@ -266,29 +265,6 @@ def _one(refused: tuple[int, ...]) -> dict[int | str, dict[str, object]]:
 def _lifecycle(request: Request) -> Lifecycle:
     lifecycle: Lifecycle = request.app.state.lifecycle
     return lifecycle
-
-
-def _admin(tokens: Sequence[Token]) -> Callable[..., Token]:
-    def check(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_scheme)],
-    ) -> Token:
-        header = None if credentials is None else f"Bearer {credentials.credentials}"
-        found = bearer(tokens, header)
-        if found is None:
-            raise Problem(
-                401,
-                "unauthenticated",
-                "Unauthenticated",
-                "an admin token is needed: Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if found.role != "admin":
-            raise Problem(
-                403, "forbidden", "Forbidden", f"the token {found.name!r} is not an admin's"
-            )
-        return found
-
-    return check
 
 
 class _refusals:

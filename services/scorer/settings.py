@@ -65,7 +65,8 @@ class ScorerSettings(DatabaseSettings, MoneySettings):
     tokens: tuple[Token, ...] = Field(
         (),
         description="API tokens, as a JSON list of {name, sha256, role} (`tierstream tokens "
-        "new`): admin tokens may use the ruleset lifecycle (/v1/rulesets)",
+        "new`): service tokens may read the API, admin tokens may also use the ruleset "
+        "lifecycle (/v1/rulesets); without any, every API but health and metrics answers 401",
     )
     schedule_check_seconds: float = Field(
         5.0, gt=0, le=30, description="how often each instance looks for a scheduled activation due"

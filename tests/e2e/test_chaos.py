@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import text
 
 from devstack.kafka import run_isolated
-from harness.processes import caught_up, wait_for
+from harness.processes import READER_TOKENS, caught_up, wait_for
 from harness.scorer_run import RULESETS
 from harness.stack import free_port, local_broker, scratch_dir
 from harness.workload import Workload, expect, generate
@@ -207,6 +207,7 @@ def _services(bootstrap: str, database: str, prefix: str) -> dict[str, Supervise
             "TIERSTREAM_SCORER_MAINTAIN_EVERY_SECONDS": "1",
             "TIERSTREAM_SCORER_SESSION_TIMEOUT_SECONDS": "10",
             "TIERSTREAM_SCORER_STARTUP_TIMEOUT_SECONDS": "20",
+            "TIERSTREAM_SCORER_TOKENS": READER_TOKENS,
         },
         "notifier": {
             "TIERSTREAM_NOTIFIER_DIRECTORY_FILE": str(home / "directory.yaml"),

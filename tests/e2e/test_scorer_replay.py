@@ -20,7 +20,14 @@ import orjson
 import pytest
 
 from devstack.kafka import run_isolated
-from harness.processes import ServiceProcess, caught_up, committed, service, wait_for
+from harness.processes import (
+    AS_READER,
+    ServiceProcess,
+    caught_up,
+    committed,
+    service,
+    wait_for,
+)
 from harness.scorer_run import RULESETS
 from harness.stack import free_port
 from harness.workload import Workload, expect, generate
@@ -75,7 +82,7 @@ def test_replay_with_kill_9_equals_the_oracle(kafka_bootstrap: str, database_url
         wait_for(lambda: caught_up(final), 300, "the scorer did not catch up")
         assert scorer.output().count("scorer_started") == 1  # this last instance
         mismatches = run_isolated(compare_features(scorer.url, workload))
-        tiers = httpx.get(f"{scorer.url}/v1/tiers", timeout=10).json()["tiers"]
+        tiers = httpx.get(f"{scorer.url}/v1/tiers", headers=AS_READER, timeout=10).json()["tiers"]
     assert mismatches == []
     # the counts moved in the transactions that moved the customers: killed ones moved none
     assert tiers == dict(Counter(expected.tiers.values()))
@@ -126,7 +133,7 @@ async def compare_features(url: str, workload: Workload) -> list[str]:
         if min(f.day for f in workload.facts[c]) <= last - 100
     ]
     limit = asyncio.Semaphore(16)
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=AS_READER) as client:
 
         async def one(customer: str, day: int) -> str | None:
             as_of = datetime.combine(date.fromordinal(day), clock_time(12), UTC)

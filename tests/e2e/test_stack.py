@@ -86,6 +86,8 @@ def test_everything_answers_and_an_event_reaches_kafka(
         wait_for(partial(_ready, ports[instance]), 60, f"{instance} is not ready")
     assert "+1 in its group on" in (state / "up.log").read_text()
 
+    reader = {"authorization": f"Bearer {(state / 'service-token').read_text().strip()}"}
+    assert httpx.get(f"{scorer}/v1/tiers").status_code == 401  # every API is authenticated
     event = transaction(event_id="e2e-1")
     response = httpx.post(
         f"http://127.0.0.1:{ports['ingest']}/v1/events",
@@ -98,11 +100,14 @@ def test_everything_answers_and_an_event_reaches_kafka(
     )
     assert message.headers["ce_id"] == b"e2e-1"
     wait_for(
-        lambda: httpx.get(f"{scorer}/v1/customers/{event['subject']}").status_code == 200,
+        lambda: (
+            httpx.get(f"{scorer}/v1/customers/{event['subject']}", headers=reader).status_code
+            == 200
+        ),
         60,
         "the scorer did not score the event",
     )
-    answer = httpx.get(f"{scorer}/v1/customers/{event['subject']}").json()
+    answer = httpx.get(f"{scorer}/v1/customers/{event['subject']}", headers=reader).json()
     assert answer["tier"]["id"] == answer["why"]["matched_rule"]
     assert answer["why"]["features"]["frequency"] == 1
     [change] = run_isolated(
@@ -111,9 +116,11 @@ def test_everything_answers_and_an_event_reaches_kafka(
     assert change.headers["ce_id"].decode() == answer["change_id"]
     # the group split the partitions; either instance answers for all of them
     for instance in ("scorer", "scorer-2"):
-        status = httpx.get(f"http://127.0.0.1:{ports[instance]}/v1/status").json()
+        status = httpx.get(f"http://127.0.0.1:{ports[instance]}/v1/status", headers=reader).json()
         assert [p["partition"] for p in status["partitions"]] == [0, 1, 2]
-        other = httpx.get(f"http://127.0.0.1:{ports[instance]}/v1/customers/{event['subject']}")
+        other = httpx.get(
+            f"http://127.0.0.1:{ports[instance]}/v1/customers/{event['subject']}", headers=reader
+        )
         assert other.json()["change_id"] == answer["change_id"]
     # the ruleset lifecycle, for the admin token `make up` wrote
     admin = (state / "admin-token").read_text().strip()

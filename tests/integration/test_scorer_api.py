@@ -22,10 +22,13 @@ from harness.scorer_run import (
 from services import migrations
 from services.scorer.api import create_app
 from services.scorer.main import Scorer
+from services.web.tokens import new_token
 from tests import events
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+READER, READER_TOKEN = new_token("crm-sync", "service")
+AS_READER = {"authorization": f"Bearer {READER}"}
 
 
 @dataclass
@@ -53,11 +56,13 @@ async def api(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Asy
     )
     async with running_scorer(config, Clock(NOW)) as scorer:
         await caught_up(scorer)
-        app = create_app(registry=scorer.metrics_registry)
+        app = create_app(registry=scorer.metrics_registry, tokens=(READER_TOKEN,))
         app.state.queries = scorer.queries
         app.state.consumer = scorer.consumer
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://scorer") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://scorer", headers=AS_READER
+        ) as client:
             yield Api(client, scorer)
 
 
@@ -152,3 +157,19 @@ async def test_metrics_count_what_happened(api: Api) -> None:
     assert 'tierstream_consumer_lag_records{consumer="scorer",partition=' in text
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200, ready.text
+
+
+async def test_every_read_needs_a_token_health_and_metrics_do_not(api: Api) -> None:
+    for path in ("/v1/customers/Q-1", "/v1/customers?tier=x", "/v1/tiers", "/v1/status",
+                 "/v1/customers/Q-1/tier-history"):  # fmt: skip
+        for headers in ({"authorization": ""}, {"authorization": "Bearer nope"}):
+            refused = await api.client.get(path, headers=headers)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert refused.json()["type"].endswith("/unauthenticated")
+        assert (await api.client.get(path)).status_code in (200, 404), path
+    for path in ("/healthz", "/metrics"):
+        assert (await api.client.get(path, headers={"authorization": ""})).status_code == 200
+    documented = (await api.client.get("/openapi.json")).json()
+    assert documented["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert documented["paths"]["/v1/tiers"]["get"]["security"] == [{"HTTPBearer": []}]
