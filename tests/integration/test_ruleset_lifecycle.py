@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from harness.scorer_run import (
     CUSTOMER_EVENTS,
@@ -29,7 +31,11 @@ from harness.scorer_run import (
 )
 from schemas.v1.tiers import TierChangedV1
 from services import migrations
+from services.db.engine import create_engine, sessions
 from services.scorer.api import create_app
+from services.scorer.core.config import Scoring
+from services.scorer.core.state import Windows
+from services.scorer.lifecycle import Lifecycle
 from services.scorer.main import Scorer
 from services.scorer.settings import ScorerSettings
 from services.web.tokens import new_token
@@ -470,3 +476,39 @@ async def current_shadow(api: httpx.AsyncClient, scorer: Scorer, count: int) -> 
             f"the shadow never counted {count} customers, current: {last}"
         ) from error
     return found
+
+
+def lifecycle_on(engine: AsyncEngine, windows: Windows, clock: Clock) -> Lifecycle:
+    scoring = Scoring(ZoneInfo("UTC"), windows, "CNY", {})
+    return Lifecycle(sessions(engine), scoring=scoring, topic="t", clock="wall", now=clock)
+
+
+async def test_a_schedule_no_longer_valid_when_due_fails_naming_the_problems(
+    database_url: str,
+) -> None:
+    """SPEC §10's example, scheduled where its 180- and 365-day features are within the
+    windows, falls due on an instance whose longest window is 120 days: the schedule ends
+    `failed` with an audit entry naming the features, nothing is activated, and the instance
+    goes on (a refusal is not a crash)."""
+    await asyncio.to_thread(migrations.upgrade, database_url)
+    engine = create_engine(database_url, "test")
+    clock = Clock(NOW)
+    try:
+        wide = lifecycle_on(engine, Windows(), clock)
+        narrow = lifecycle_on(engine, Windows(120, 90, 30, 365), clock)
+        assert await wide.store("abc-value-1", EXAMPLE, "ops-admin")
+        await wide.schedule("abc-value-1", NOW + timedelta(minutes=5), "ops-admin", "q1")
+        assert await narrow.run_due() == []  # not due yet
+        clock.advance(600)
+        assert await narrow.run_due() == []  # due, refused
+        [schedule] = await wide.schedules(everything=True)
+        [failed, *_] = await wide.audit()
+        assert await wide.progress() is None  # nothing was ever activated
+    finally:
+        await engine.dispose()
+    assert (schedule.state, schedule.activation) == ("failed", None)
+    assert (failed.action, failed.version, failed.note) == ("schedule_failed", "abc-value-1", "q1")
+    assert failed.detail["schedule"] == schedule.id
+    problems = " ".join(failed.detail["problems"])
+    assert "orders_180d" in problems
+    assert "120" in problems
