@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from prometheus_client import CollectorRegistry
 from pydantic import AwareDatetime
 
-from services.scorer import access
+from services.scorer import access, lifecycle_api
 from services.scorer.answers import CustomerAnswer, CustomerPage, Status
 from services.scorer.lifecycle_api import lifecycle_router
 from services.scorer.read_side import AsOfOutOfRange, Queries
@@ -117,6 +117,7 @@ def create_app(
         return await _queries(request).status({tp.partition: end for tp, end in ends.items()})
 
     app.include_router(lifecycle_router(tokens))
+    lifecycle_api.install(app)
     return app
 
 

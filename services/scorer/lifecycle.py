@@ -28,7 +28,7 @@ from services.scorer.core.scoring import activation_of
 from services.scorer.core.state import Windows
 from services.scorer.shadow import pass_key
 from services.scorer.standards import load_ruleset
-from services.scorer.store.control import ControlRepository, VersionConflict
+from services.scorer.store.control import ControlRepository
 from services.scorer.store.lifecycle import (
     AuditRow,
     LifecycleRepository,
@@ -40,8 +40,6 @@ from services.scorer.store.shadow import Pair, ShadowRepository, ShadowRow
 
 State = Literal["stored", "shadow", "scheduled", "active", "retired"]
 Cause = Literal["activate", "schedule", "rollback", "configuration"]
-
-__all__ = ["Lifecycle", "RulesetError", "VersionConflict"]
 
 
 class Refusal(Exception):
@@ -137,9 +135,14 @@ class ShadowView:
 
     @property
     def agreement(self) -> float | None:
-        """The share of customers whose shadow tier is their tier (None: none counted)."""
-        agreeing = sum(n for (active, shadow), n in self.matrix.items() if active == shadow)
-        return agreeing / self.customers if self.customers else None
+        return agreement(self.matrix)
+
+
+def agreement(matrix: Mapping[Pair, int]) -> float | None:
+    """The share of customers whose shadow tier is their tier (None: none counted)."""
+    customers = sum(matrix.values())
+    agreeing = sum(n for (active, shadow), n in matrix.items() if active == shadow)
+    return agreeing / customers if customers else None
 
 
 def state_of(row: RulesetRow) -> State:
@@ -167,6 +170,15 @@ def progress_of(version: str, activation: int, rows: list[PartitionProgress]) ->
         else:
             found.append((row.partition, "pending", 0, row.customers))
     return Progress(version, activation, tuple(found))
+
+
+async def progress_in(session: AsyncSession, topic: str) -> Progress | None:
+    """The active activation's re-tier (None: no ruleset was ever activated)."""
+    active = await ControlRepository(session, topic).active_ruleset()
+    if active is None or active.activation is None:
+        return None
+    rows = await LifecycleRepository(session).progress(topic)
+    return progress_of(active.version, active.activation, rows)
 
 
 class Lifecycle:
@@ -266,10 +278,7 @@ class Lifecycle:
     async def schedule(self, version: str, at: datetime, actor: str, note: str = "") -> ScheduleRow:
         """Activates `version` at `at` (within a minute of it); one schedule per version."""
         async with unit_of_work(self._sessions) as session:
-            stored = await ControlRepository(session, self._topic).ruleset(version)
-            if stored is None:
-                raise UnknownVersion(version)
-            self.check(stored.body, version)
+            await self._stored(session, version)
             lifecycle = LifecycleRepository(session)
             if any(s.version == version for s in await lifecycle.schedules()):
                 raise AlreadyScheduled(
@@ -300,14 +309,13 @@ class Lifecycle:
         """Re-activates the version active before the current one, as a new activation."""
         async with unit_of_work(self._sessions) as session:
             active = await ControlRepository(session, self._topic).active_ruleset()
-            earlier = await LifecycleRepository(session).activations(limit=1000)
-            previous = next(
-                (a for a in earlier if active is None or a.version != active.version), None
-            )
+            previous = None
+            if active is not None:
+                previous = await LifecycleRepository(session).active_before(active.version)
             if active is None or previous is None:
                 raise NothingToRollBack("no other version was active before the current one")
             return await self._activate(
-                session, previous.version, actor, note, "rollback", rolled_back=active.version
+                session, previous, actor, note, "rollback", rolled_back=active.version
             )
 
     async def run_due(self) -> list[Activated]:
@@ -339,12 +347,8 @@ class Lifecycle:
     async def start_shadow(self, version: str, actor: str, note: str = "") -> ShadowRow:
         """Runs `version` in shadow beside the active ruleset (one at a time)."""
         async with unit_of_work(self._sessions) as session:
-            control = ControlRepository(session, self._topic)
-            stored = await control.ruleset(version)
-            if stored is None:
-                raise UnknownVersion(version)
-            self.check(stored.body, version)
-            active = await control.active_ruleset()
+            await self._stored(session, version)
+            active = await ControlRepository(session, self._topic).active_ruleset()
             if active is not None and active.version == version:
                 raise ShadowRunning(f"ruleset {version!r} is the active one")
             shadows = ShadowRepository(session)
@@ -403,7 +407,7 @@ class Lifecycle:
             if running is None:
                 return None
             matrix = await ShadowRepository(session, running.run).matrix()
-        return running.version, ShadowView(running, (), matrix, {}).agreement
+        return running.version, agreement(matrix)
 
     async def audit(
         self, *, version: str | None = None, before: int | None = None, limit: int = 100
@@ -414,13 +418,8 @@ class Lifecycle:
             )
 
     async def progress(self) -> Progress | None:
-        """The active activation's re-tier (None: no ruleset was ever activated)."""
         async with unit_of_work(self._sessions) as session:
-            active = await ControlRepository(session, self._topic).active_ruleset()
-            rows = await LifecycleRepository(session).progress(self._topic)
-        if active is None or active.activation is None:
-            return None
-        return progress_of(active.version, active.activation, rows)
+            return await progress_in(session, self._topic)
 
     async def _activate(
         self,
@@ -433,14 +432,19 @@ class Lifecycle:
         rolled_back: str | None = None,
         schedule: ScheduleRow | None = None,
     ) -> Activated:
+        ruleset, body = await self._stored(session, version)
+        return await _activate(
+            session, ruleset, body, actor, note, cause,
+            rolled_back=rolled_back, schedule=schedule,
+        )  # fmt: skip
+
+    async def _stored(self, session: AsyncSession, version: str) -> tuple[Ruleset, str]:
+        """A stored version and its text, valid under this deployment's settings
+        (UnknownVersion, or RulesetError naming the problems)."""
         stored = await ControlRepository(session, self._topic).ruleset(version)
         if stored is None:
             raise UnknownVersion(version)
-        ruleset = self.check(stored.body, version)
-        return await _activate(
-            session, ruleset, stored.body, actor, note, cause,
-            rolled_back=rolled_back, schedule=schedule,
-        )  # fmt: skip
+        return self.check(stored.body, version), stored.body
 
 
 async def activate_text(

@@ -211,15 +211,7 @@ def detail(info: RulesetInfo, audit: list[AuditRow], progress: Progress | None) 
 
 
 def entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        version=row.version,
-        note=row.note,
-        detail=row.detail,
-    )
+    return AuditEntry.model_validate(row, from_attributes=True)
 
 
 def progress_answer(progress: Progress) -> ProgressAnswer:
@@ -291,14 +283,4 @@ def activation_answer(found: Activated) -> ActivationAnswer:
 
 
 def schedule_answer(row: ScheduleRow) -> ScheduleAnswer:
-    return ScheduleAnswer(
-        id=row.id,
-        version=row.version,
-        at=row.at,
-        state=row.state,  # type: ignore[arg-type]
-        actor=row.actor,
-        note=row.note,
-        created_at=row.created_at,
-        done_at=row.done_at,
-        activation=row.activation,
-    )
+    return ScheduleAnswer.model_validate(row, from_attributes=True)

@@ -6,7 +6,8 @@ answers; every refusal is a problem document naming what and where."""
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from services.scorer import access
 from services.scorer.core.rules import RulesetError
@@ -16,6 +17,7 @@ from services.scorer.lifecycle import (
     NothingToRollBack,
     NotScheduled,
     NotShadowing,
+    Refusal,
     ShadowRunning,
     UnknownVersion,
     VersionMismatch,
@@ -47,7 +49,7 @@ from services.scorer.lifecycle_answers import (
 from services.scorer.store.control import VersionConflict
 from services.web import problems
 from services.web.body import media_type, read_bounded
-from services.web.problems import Problem, ProblemItem
+from services.web.problems import Problem, ProblemItem, problem_response
 from services.web.tokens import Token
 
 MAX_RULESET_BYTES = 256 * 1024
@@ -88,9 +90,8 @@ def lifecycle_router(tokens: Sequence[Token]) -> APIRouter:
             raise Problem(
                 422, "invalid-ruleset", "Invalid ruleset", f"the body is not UTF-8: {error}"
             ) from error
-        with _refusals():
-            created = await _lifecycle(request).store(version, text, actor.name, note)
-            found = await _lifecycle(request).ruleset(version)
+        created = await _lifecycle(request).store(version, text, actor.name, note)
+        found = await _lifecycle(request).ruleset(version)
         if not created:
             response.status_code = 200
         return summary(found)
@@ -144,8 +145,7 @@ def lifecycle_router(tokens: Sequence[Token]) -> APIRouter:
     async def rollback(
         request: Request, body: NoteRequest | None = None, actor: Token = admin
     ) -> ActivationAnswer:
-        with _refusals():
-            found = await _lifecycle(request).rollback(actor.name, (body or NoteRequest()).note)
+        found = await _lifecycle(request).rollback(actor.name, (body or NoteRequest()).note)
         return activation_answer(found)
 
     @router.get(
@@ -153,8 +153,7 @@ def lifecycle_router(tokens: Sequence[Token]) -> APIRouter:
     )
     async def one(request: Request, version: str, _: Token = admin) -> RulesetDetail:
         lifecycle = _lifecycle(request)
-        with _refusals():
-            info = await lifecycle.ruleset(version)
+        info = await lifecycle.ruleset(version)
         audit = await lifecycle.audit(version=version, limit=1000)
         progress = await lifecycle.progress() if info.state == "active" else None
         return detail(info, audit, progress)
@@ -165,8 +164,7 @@ def lifecycle_router(tokens: Sequence[Token]) -> APIRouter:
         responses=_one(refused),
     )
     async def diff(request: Request, before: str, after: str, _: Token = admin) -> DiffAnswer:
-        with _refusals():
-            return diff_answer(await _lifecycle(request).diff(before, after))
+        return diff_answer(await _lifecycle(request).diff(before, after))
 
     _changes(router, admin)
     return router
@@ -182,8 +180,7 @@ def _changes(router: APIRouter, admin: Any) -> None:
         responses=_one(refused),
     )
     async def preview(request: Request, version: str, actor: Token = admin) -> PreviewAnswer:
-        with _refusals():
-            return preview_answer(await _lifecycle(request).preview(version, actor.name))
+        return preview_answer(await _lifecycle(request).preview(version, actor.name))
 
     @router.post(
         "/{version}/activate",
@@ -200,10 +197,9 @@ def _changes(router: APIRouter, admin: Any) -> None:
     ) -> ActivationAnswer | ScheduleAnswer:
         asked = body or ActivateRequest()
         lifecycle = _lifecycle(request)
-        with _refusals():
-            if asked.at is None:
-                return activation_answer(await lifecycle.activate(version, actor.name, asked.note))
-            found = await lifecycle.schedule(version, asked.at, actor.name, asked.note)
+        if asked.at is None:
+            return activation_answer(await lifecycle.activate(version, actor.name, asked.note))
+        found = await lifecycle.schedule(version, asked.at, actor.name, asked.note)
         response.status_code = 202
         return schedule_answer(found)
 
@@ -216,10 +212,9 @@ def _changes(router: APIRouter, admin: Any) -> None:
     async def start_shadow(
         request: Request, version: str, body: NoteRequest | None = None, actor: Token = admin
     ) -> ShadowRun:
-        with _refusals():
-            found = await _lifecycle(request).start_shadow(
-                version, actor.name, (body or NoteRequest()).note
-            )
+        found = await _lifecycle(request).start_shadow(
+            version, actor.name, (body or NoteRequest()).note
+        )
         return shadow_run(found)
 
     @router.get(
@@ -228,8 +223,7 @@ def _changes(router: APIRouter, admin: Any) -> None:
         responses=_one(refused),
     )
     async def shadow(request: Request, version: str, _: Token = admin) -> ShadowAnswer:
-        with _refusals():
-            return shadow_answer(await _lifecycle(request).shadow(version))
+        return shadow_answer(await _lifecycle(request).shadow(version))
 
     @router.delete(
         "/{version}/shadow", summary="Stop the version's shadow", responses=_one(refused)
@@ -237,10 +231,9 @@ def _changes(router: APIRouter, admin: Any) -> None:
     async def stop_shadow(
         request: Request, version: str, body: NoteRequest | None = None, actor: Token = admin
     ) -> ShadowRun:
-        with _refusals():
-            found = await _lifecycle(request).stop_shadow(
-                version, actor.name, (body or NoteRequest()).note
-            )
+        found = await _lifecycle(request).stop_shadow(
+            version, actor.name, (body or NoteRequest()).note
+        )
         return shadow_run(found)
 
     @router.delete(
@@ -251,10 +244,7 @@ def _changes(router: APIRouter, admin: Any) -> None:
     async def cancel(
         request: Request, version: str, body: NoteRequest | None = None, actor: Token = admin
     ) -> list[ScheduleAnswer]:
-        with _refusals():
-            found = await _lifecycle(request).cancel(
-                version, actor.name, (body or NoteRequest()).note
-            )
+        found = await _lifecycle(request).cancel(version, actor.name, (body or NoteRequest()).note)
         return [schedule_answer(row) for row in found]
 
 
@@ -267,22 +257,18 @@ def _lifecycle(request: Request) -> Lifecycle:
     return lifecycle
 
 
-class _refusals:
-    """The lifecycle's refusals as problem documents."""
+def install(app: FastAPI) -> None:
+    """The lifecycle's refusals as problem documents, wherever a route raises them."""
+    for kind in (Refusal, RulesetError, VersionConflict):
+        app.add_exception_handler(kind, _on_refusal)
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
-        if error is None or isinstance(error, Problem):
-            return
-        found = _problem(error)
-        if found is not None:
-            raise found from error
+async def _on_refusal(_: Request, error: Exception) -> JSONResponse:
+    return problem_response(_problem(error))
 
 
 # each refusal: its status, problem type and title
-_REFUSALS: dict[type[BaseException], tuple[int, str, str]] = {
+_REFUSALS: dict[type[Exception], tuple[int, str, str]] = {
     UnknownVersion: (404, "unknown-ruleset", "No such ruleset"),
     VersionMismatch: (422, "version-mismatch", "Version mismatch"),
     VersionConflict: (409, "version-conflict", "Version already stored"),
@@ -294,7 +280,7 @@ _REFUSALS: dict[type[BaseException], tuple[int, str, str]] = {
 }
 
 
-def _problem(error: BaseException) -> Problem | None:
+def _problem(error: Exception) -> Problem:
     if isinstance(error, RulesetError):
         return Problem(
             422,
@@ -303,10 +289,7 @@ def _problem(error: BaseException) -> Problem | None:
             f"{len(error.problems)} problem(s): " + "; ".join(error.problems),
             errors=[_item(p) for p in error.problems],
         )
-    found = _REFUSALS.get(type(error))
-    if found is None:
-        return None
-    status, slug, title = found
+    status, slug, title = _REFUSALS[type(error)]
     return Problem(status, slug, title, str(error))
 
 

@@ -36,13 +36,12 @@ from services.scorer.core.scoring import (
     to_scores,
 )
 from services.scorer.core.state import OutsideHistory
-from services.scorer.lifecycle import progress_of
+from services.scorer.lifecycle import progress_in
 from services.scorer.lifecycle_answers import progress_answer
 from services.scorer.standards import Standards
 from services.scorer.store.control import ControlRepository
 from services.scorer.store.customers import ScorerRepository
 from services.scorer.store.history import HistoryRepository
-from services.scorer.store.lifecycle import LifecycleRepository
 from services.scorer.store.tiers import TierRepository
 
 
@@ -171,11 +170,9 @@ class Queries:
     async def status(self, end_offsets: Mapping[int, int]) -> Status:
         async with unit_of_work(self._sessions) as session:
             positions = await OffsetStore(session, self._consumer, self._topic).positions()
-            control = ControlRepository(session, self._topic)
-            parts = await control.partitions()
+            parts = await ControlRepository(session, self._topic).partitions()
             pending = await _pending(session, self._topic)
-            active = await control.active_ruleset()
-            progress = await LifecycleRepository(session).progress(self._topic)
+            progress = await progress_in(session, self._topic)
         rows = []
         for partition in sorted(set(end_offsets) | set(positions) | set(parts)):
             end = end_offsets.get(partition)
@@ -198,9 +195,7 @@ class Queries:
             partitions=rows,
             last_event_time=max(times, default=None),
             outbox_pending=pending,
-            retier=None
-            if active is None or active.activation is None
-            else progress_answer(progress_of(active.version, active.activation, progress)),
+            retier=None if progress is None else progress_answer(progress),
         )
 
 

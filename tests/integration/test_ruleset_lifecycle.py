@@ -419,6 +419,11 @@ async def test_a_shadow_counts_what_its_promotion_then_moves(
             "tierstream_scorer_shadow_agreement_ratio", {"version": "rfm-segments-2"}
         ) == pytest.approx(shadow["agreement"])
         emitted_before = await scorer.queries.tier_counts()
+        await caught_up(scorer)  # every change so far is on the topic
+        before = [
+            TierChangedV1.model_validate_json(m.value or b"")
+            for m in await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 1)
+        ]
 
         promoted = await api.post("/v1/rulesets/rfm-segments-2/activate", json={"note": "go"})
         assert promoted.status_code == 200, promoted.text
@@ -430,6 +435,8 @@ async def test_a_shadow_counts_what_its_promotion_then_moves(
     expected = disagreements(shadow)
     assert expected  # the shadow disagrees somewhere, or this test proves nothing
     assert sum(emitted_before.values()) == 60
+    assert len(before) >= 60  # every customer's first tier, and the 40 days' moves
+    assert not [c for c in before if c.ruleset_version == "rfm-segments-2"]  # shadow: none
     found = [
         TierChangedV1.model_validate_json(m.value or b"")
         for m in await read_all(kafka_bootstrap, topic_prefix + TIER_CHANGES, 1)

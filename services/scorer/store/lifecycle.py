@@ -25,15 +25,6 @@ class RulesetRow:
 
 
 @dataclass(frozen=True, slots=True)
-class ActivationRow:
-    activation: int
-    version: str
-    at: datetime
-    actor: str
-    cause: str  # activate, schedule, rollback, configuration
-
-
-@dataclass(frozen=True, slots=True)
 class ScheduleRow:
     id: int
     version: str
@@ -79,9 +70,9 @@ _RULESETS = """
 """
 _ALL = text(_RULESETS + " ORDER BY r.created_at, r.version")
 _ONE = text(_RULESETS + " WHERE r.version = :version")
-_ACTIVATIONS = text("""
-    SELECT activation, version, at, actor, cause FROM ruleset_activation_log
-    ORDER BY activation DESC LIMIT :limit
+_ACTIVE_BEFORE = text("""
+    SELECT version FROM ruleset_activation_log WHERE version <> :version
+    ORDER BY activation DESC LIMIT 1
 """)
 _SCHEDULE = text("""
     INSERT INTO ruleset_schedules (version, at, actor, note) VALUES (:version, :at, :actor, :note)
@@ -141,10 +132,10 @@ class LifecycleRepository:
         row = (await self._session.execute(_ONE, {"version": version})).one_or_none()
         return None if row is None else RulesetRow(*row)
 
-    async def activations(self, limit: int) -> list[ActivationRow]:
-        """The latest activations, newest first."""
-        rows = await self._session.execute(_ACTIVATIONS, {"limit": limit})
-        return [ActivationRow(*row) for row in rows]
+    async def active_before(self, version: str) -> str | None:
+        """The version of the latest activation of a version other than `version`."""
+        found = await self._session.scalar(_ACTIVE_BEFORE, {"version": version})
+        return None if found is None else str(found)
 
     async def schedule(self, version: str, at: datetime, actor: str, note: str) -> ScheduleRow:
         row = (
