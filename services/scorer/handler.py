@@ -321,7 +321,9 @@ class ScorerHandler:
                 self.more = True
                 return part
         shadow = self._shadow(standard)
-        if shadow is not None and (part.shadow_key != shadow.key(day) or part.shadow_after):
+        if shadow is not None and (
+            part.shadow_key != shadow.key(day) or part.shadow_after is not None
+        ):
             await self._shadow_pass(session, part, shadow, day, moment)
         return part
 
@@ -347,13 +349,14 @@ class ScorerHandler:
         day: int,
         moment: datetime,
     ) -> None:
-        """One bounded step of the partition's shadow pass (a new key starts one over)."""
-        key = shadow.key(day)
-        if part.shadow_key != key:
-            part.shadow_key, part.shadow_after = key, ""
+        """One bounded step of the partition's shadow pass (a new key starts one over:
+        `shadow_after` is "" until its first step, None once it is complete)."""
         if self._budget <= 0:
             self.more = True
             return
+        key = shadow.key(day)
+        if part.shadow_key != key:
+            part.shadow_key, part.shadow_after = key, ""
         cursor, examined = await ShadowWork(session, shadow, self._scoring).page(
             part.partition, part.shadow_after or "", self._budget, moment, day
         )
